@@ -1,0 +1,1 @@
+"""Built-in solvers. Each registers through the ``oodpl.solvers`` entry point, as a plug-in would."""

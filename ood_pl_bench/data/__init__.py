@@ -1,0 +1,1 @@
+"""Data: raw-dump importers, deterministic splits, edition build and loading."""
