@@ -44,6 +44,9 @@ class DomainPolicy:
     adapter: dict[str, "torch.Tensor"] | None = None
     generate: Callable[..., list[list[str]]] | None = None
     explicit_likelihood: bool = True
+    # A separate full model to score and sample with (``oodpl eval`` of an external checkpoint);
+    # None: the shared reference model with ``adapter`` loaded.
+    model: Any = None
     info: dict[str, Any] = field(default_factory=dict)
 
 

@@ -1,0 +1,421 @@
+"""``oodpl run``: train a method once per fold and evaluate it on every domain, resumably.
+
+A run is a list of *units*: ``fit:<fold>`` (the solver's training, checkpointed in
+``solver/<fold>/``) and ``eval:<role>:<domain>`` (one domain's scoring, written to
+``domains/<role>/<domain>.json`` plus per-sample files). ``manifest.json`` records finished units;
+rerunning the same command skips them, and every unit is seeded from (seed, unit name) alone, so a
+killed run that is resumed ends with the same results as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from . import __version__
+from .errors import UsageError
+from .io import read_json, read_jsonl, sha256_file, stable_hash, write_json, write_jsonl
+from .paths import runs_dir
+from .profiles import Profile, get_profile
+from .registry import solvers
+from .solver import DomainPolicy, FoldData, Solver, SolverContext, build_config
+from .tasks import DEFAULT_EDITION, TaskSpec, get_task
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class RunConfig:
+    """What ``oodpl run`` was asked to do (everything that changes results)."""
+
+    method: str = field(metadata={"help": "registered solver name (oodpl ls methods)"})
+    task: str = field(metadata={"help": "task name: qa or sentiment"})
+    edition: str = field(default=DEFAULT_EDITION, metadata={"help": "data edition"})
+    profile: str = field(default="default", metadata={"help": "run profile: default or smoke"})
+    seed: int = field(default=0, metadata={"help": "seed for training, sampling and evaluation"})
+    method_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "solver config overrides"})
+    domains: tuple[str, ...] | None = field(default=None, metadata={"help": "restrict to these held-out domains"})
+    in_distribution: bool = field(default=True, metadata={"help": "also score source test pairs (gap)"})
+
+    def key(self) -> str:
+        """Hash of everything that changes results (for resume safety)."""
+        return stable_hash(dataclasses.asdict(self))
+
+
+class PhaseTimer:
+    """Accumulates wall time per phase (data, reference, training, scoring, generation, judging)."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self._active: list[str] = []
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        """Time a block under ``phase``; nested phases are not double counted."""
+        if self._active:
+            # Nested: charge the inner phase and pause the outer one.
+            outer = self._active[-1]
+            self.times.setdefault(outer, 0.0)
+        start = time.perf_counter()
+        self._active.append(phase)
+        try:
+            yield
+        finally:
+            self._active.pop()
+            elapsed = time.perf_counter() - start
+            self.times[phase] = self.times.get(phase, 0.0) + elapsed
+            if self._active:
+                self.times[self._active[-1]] = self.times.get(self._active[-1], 0.0) - elapsed
+
+    def snapshot(self) -> dict[str, float]:
+        """A copy of the accumulated times."""
+        return {k: round(v, 3) for k, v in self.times.items()}
+
+
+def derive_seed(seed: int, unit: str) -> int:
+    """A per-unit seed from the run seed and the unit name (independent of execution order)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{unit}".encode()).digest()[:4], "little")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch RNGs."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+class Manifest:
+    """Finished units of a run directory, persisted atomically after each unit."""
+
+    def __init__(self, run_dir: Path, config_key: str):
+        self.path = run_dir / MANIFEST
+        if self.path.exists():
+            data = read_json(self.path)
+            if data.get("config_key") != config_key:
+                raise UsageError(
+                    f"{run_dir} holds a run with a different configuration; pass another --out "
+                    "or remove that folder.")
+            self.units: dict[str, dict] = data.get("units", {})
+        else:
+            self.units = {}
+        self.config_key = config_key
+
+    def done(self, unit: str) -> bool:
+        """Whether ``unit`` finished."""
+        return self.units.get(unit, {}).get("state") == "done"
+
+    def mark_done(self, unit: str, phase_times: dict[str, float]) -> None:
+        """Record ``unit`` as finished with the phase times it took."""
+        self.units[unit] = {"state": "done", "phase_times_s": phase_times,
+                            "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat()}
+        write_json(self.path, {"config_key": self.config_key, "units": self.units})
+
+
+@dataclass
+class Environment:
+    """The loaded, shared pieces of a run: task, edition, models, caches."""
+
+    task: TaskSpec
+    profile: Profile
+    edition: Any
+    policy: Any           # the evaluation Policy (adapters swapped per domain)
+    gold: Any             # gold reward model of the task
+    models: dict[str, Any]
+    seed: int
+    timer: PhaseTimer
+    console: Any = None
+    progress: Any = None
+
+    def reference_pair_logprobs(self, pairs: list[dict], domain: str, split: str) -> dict:
+        """Cached reference log-probs of the pairs (shared by every method)."""
+        from .models import cache
+
+        with self.timer("reference"):
+            return cache.reference_pair_logprobs(self.policy, pairs, data_hash=self.edition.data_hash,
+                                                 domain=domain, split=split)
+
+    def reference_samples(self, domain: str) -> list[dict]:
+        """Cached reference samples Y(x) on a domain's training prompts."""
+        from .models import cache
+
+        prompts = self.profile.limit_train_prompts(self.edition.prompts(self.task.name, domain, "train"))
+        with self.timer("reference"):
+            return cache.reference_samples(
+                self.policy, prompts, k=self.task.reference_samples_per_prompt,
+                decoding=self.task.reference_decoding, seed=self.seed, data_hash=self.edition.data_hash,
+                domain=domain, split="train")
+
+
+def load_environment(task_name: str, edition_name: str, profile: Profile, seed: int, *,
+                     data_dir: str | None = None, policy_spec: str | None = None,
+                     console: Any = None, progress: Any = None) -> Environment:
+    """Load the edition, the evaluation policy and the gold reward model (building caches once)."""
+    from .data.edition import load_edition
+    from .models.gold import gold_reward_model
+    from .models.policy import Policy
+    from .models.resolve import resolve_policy, resolve_reward_backbone
+
+    timer = PhaseTimer()
+    task = profile.apply(get_task(task_name, edition_name))
+    with timer("data"):
+        edition = load_edition(edition_name, data_dir=data_dir, progress=progress)
+    with timer("models"):
+        resolved_policy = resolve_policy(policy_spec or profile.policy)
+        resolved_rm = resolve_reward_backbone(profile.reward_backbone)
+        policy = Policy(resolved_policy, task, dtype=profile.dtype, seed=seed)
+    with timer("gold"):
+        gold = gold_reward_model(task, edition, profile, progress=progress)
+    models = {"policy": resolved_policy, "reward_backbone": resolved_rm}
+    return Environment(task=task, profile=profile, edition=edition, policy=policy, gold=gold,
+                       models=models, seed=seed, timer=timer, console=console, progress=progress)
+
+
+def _write_domain(run_dir: Path, role: str, domain: str, payload: dict, pair_rows: list[dict],
+                  gen_rows: list[dict]) -> dict:
+    samples = {}
+    for kind, rows in (("pairs", pair_rows), ("generations", gen_rows)):
+        if kind == "generations" and role == "source":
+            continue
+        rel = f"samples/{role}/{domain}.{kind}.jsonl"
+        write_jsonl(run_dir / rel, rows)
+        samples[kind] = {"path": rel, "sha256": sha256_file(run_dir / rel), "rows": len(rows)}
+    payload["samples"] = samples
+    write_json(run_dir / "domains" / role / f"{domain}.json", payload)
+    return payload
+
+
+def evaluate_domain(env: Environment, run_dir: Path, fold_name: str, role: str, domain: str,
+                    domain_policy: DomainPolicy, reward_model: Any | None) -> dict:
+    """Score one domain and write its result and per-sample files; returns the domain payload."""
+    from . import protocol
+    from .evaluation import score_generations, score_pairs
+
+    start = time.perf_counter()
+    task, profile = env.task, env.profile
+    pairs = profile.limit_test_pairs(env.edition.pairs(task.name, domain, "test"))
+    ref = env.reference_pair_logprobs(pairs, domain, "test")
+    pair_rows = score_pairs(env.policy, domain_policy, pairs, ref, reward_model=reward_model,
+                            batch_size=profile.batch_size, timer=env.timer)
+    metrics = protocol.pair_metrics(pair_rows, explicit_likelihood=domain_policy.explicit_likelihood,
+                                    has_reward_model=reward_model is not None)
+    gen_rows: list[dict] = []
+    n_prompts = 0
+    if role == "held_out":
+        prompts = profile.limit_eval_prompts(env.edition.prompts(task.name, domain, "prompts"))
+        n_prompts = len(prompts)
+        gen_rows = score_generations(
+            env.policy, domain_policy, prompts, gold=env.gold, decoding=task.eval_decoding,
+            num_samples=task.samples_per_eval_prompt, seed=derive_seed(env.seed, f"generate:{domain}"),
+            batch_size=profile.batch_size, timer=env.timer)
+        metrics.update(protocol.generation_metrics(gen_rows, explicit_likelihood=domain_policy.explicit_likelihood))
+    payload = {"domain": domain, "task": task.name, "fold": fold_name, "role": role, "metrics": metrics,
+               "n_test_pairs": len(pairs), "n_eval_prompts": n_prompts,
+               "wall_time_s": round(time.perf_counter() - start, 3)}
+    return _write_domain(run_dir, role, domain, payload, pair_rows, gen_rows)
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
+    """``runs/<edition>/<task>/<method>-<profile>-seed<N>``: rerunning a command resumes it."""
+    return runs_dir() / cfg.edition / cfg.task / f"{cfg.method}-{cfg.profile}-seed{cfg.seed}"
+
+
+def resolve_solver(method: str, options: dict[str, Any]) -> tuple[type[Solver], Any]:
+    """The solver class registered as ``method`` and its typed config with ``options`` applied."""
+    cls = solvers.get(method)
+    return cls, build_config(getattr(cls, "Config", object), options)
+
+
+def run(cfg: RunConfig, *, out: Path | None = None, data_dir: str | None = None,
+        console: Any = None, progress_factory: Callable[[], Any] | None = None,
+        stop_after_units: int | None = None, solver_cls: type[Solver] | None = None) -> dict:
+    """Run ``cfg`` into ``out`` (resuming finished units) and return the results dict.
+
+    ``solver_cls`` bypasses the registry (``oodpl eval`` passes its external-checkpoint harness).
+    ``stop_after_units`` stops (raising KeyboardInterrupt) after that many newly finished units:
+    used by tests to simulate a killed run.
+    """
+    import torch
+
+    from .results import RunResults
+
+    if solver_cls is None:
+        solver_cls, method_config = resolve_solver(cfg.method, cfg.method_options)
+    else:
+        method_config = build_config(getattr(solver_cls, "Config", object), cfg.method_options)
+    profile = get_profile(cfg.profile)
+    task = get_task(cfg.task, cfg.edition)
+    held_out = task.held_out_domains
+    if cfg.domains:
+        unknown = [d for d in cfg.domains if d not in held_out]
+        if unknown:
+            raise UsageError(f"Not held-out domains of {cfg.task}: {', '.join(unknown)}. "
+                             f"Held out: {', '.join(held_out)}")
+    run_dir = Path(out) if out else default_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(run_dir, cfg.key())
+    write_json(run_dir / "config.json", {
+        "run": dataclasses.asdict(cfg),
+        "method_config": dataclasses.asdict(method_config) if dataclasses.is_dataclass(method_config) else {},
+        "profile": dataclasses.asdict(profile),
+    })
+    wall_start = time.perf_counter()
+    progress = progress_factory() if progress_factory else None
+    with (progress if progress is not None else contextlib.nullcontext()):
+        env = load_environment(cfg.task, cfg.edition, profile, cfg.seed, data_dir=data_dir,
+                               console=console, progress=progress)
+        new_units = 0
+
+        def finish(unit: str, before: dict[str, float]) -> None:
+            nonlocal new_units
+            after = env.timer.snapshot()
+            manifest.mark_done(unit, {k: round(after.get(k, 0.0) - before.get(k, 0.0), 3) for k in after})
+            new_units += 1
+            if stop_after_units is not None and new_units >= stop_after_units:
+                raise KeyboardInterrupt(f"stopped after {new_units} units (test hook)")
+
+        for fold in env.task.folds:
+            fold_held = [d for d in fold.held_out if not cfg.domains or d in cfg.domains]
+            units = [f"eval:held_out:{d}" for d in fold_held]
+            if cfg.in_distribution:
+                units += [f"eval:source:{d}" for d in fold.source]
+            if all(manifest.done(u) for u in units):
+                continue
+            fold_data = FoldData(env.edition, env.task, fold, profile, reference_samples=env.reference_samples)
+            work_dir = run_dir / "solver" / fold.name
+            work_dir.mkdir(parents=True, exist_ok=True)
+            ctx = SolverContext(
+                task=env.task, fold=fold, data=fold_data, profile=profile, seed=cfg.seed, work_dir=work_dir,
+                device=torch.device("cpu"),
+                make_policy=lambda: _make_policy(env, cfg.seed),
+                make_reward_model=lambda: _make_reward_model(env),
+                log=(console.log if console is not None else (lambda msg: None)), progress=progress)
+            solver = solver_cls(method_config, ctx)
+            fit_unit = f"fit:{fold.name}"
+            if not (manifest.done(fit_unit) and solver.load(work_dir)):
+                before = env.timer.snapshot()
+                seed_everything(derive_seed(cfg.seed, fit_unit))
+                with env.timer("training"):
+                    solver.fit()
+                    solver.save(work_dir)
+                curves = solver.training_curves()
+                if curves:
+                    write_json(run_dir / "curves" / f"{fold.name}.json", curves)
+                finish(fit_unit, before)
+            rm = solver.reward_model() if solver.has_reward_model else None
+            for unit in units:
+                if manifest.done(unit):
+                    continue
+                _, role, domain = unit.split(":", 2)
+                before = env.timer.snapshot()
+                seed_everything(derive_seed(cfg.seed, unit))
+                with env.timer("training"):
+                    domain_policy = solver.policy_for(domain)
+                evaluate_domain(env, run_dir, fold.name, role, domain, domain_policy, rm)
+                finish(unit, before)
+    results = assemble_results(cfg, run_dir, env, method_config, manifest,
+                               wall_time_s=time.perf_counter() - wall_start)
+    RunResults.model_validate(results)
+    write_json(run_dir / "results.json", results)
+    return results
+
+
+def _make_policy(env: Environment, seed: int) -> Any:
+    from .models.policy import Policy
+
+    return Policy(env.models["policy"], env.task, dtype=env.profile.dtype, seed=seed)
+
+
+def _make_reward_model(env: Environment) -> Any:
+    from .models.reward import RewardModel
+
+    return RewardModel.from_pretrained(env.models["reward_backbone"])
+
+
+def load_domain_payloads(run_dir: Path, role: str) -> dict[str, dict]:
+    """The written domain payloads of one role, by domain."""
+    folder = run_dir / "domains" / role
+    if not folder.is_dir():
+        return {}
+    return {p.stem: read_json(p) for p in sorted(folder.glob("*.json"))}
+
+
+def load_rows(run_dir: Path, payload: dict) -> dict[str, list[dict]]:
+    """The per-sample rows of a domain payload: {"pairs": [...], "generations": [...]}."""
+    rows = {"pairs": [], "generations": []}
+    for kind, info in payload.get("samples", {}).items():
+        rows[kind] = read_jsonl(run_dir / info["path"])
+    return rows
+
+
+def assemble_results(cfg: RunConfig, run_dir: Path, env: Environment, method_config: Any,
+                     manifest: Manifest, wall_time_s: float) -> dict:
+    """Build the results.json dict from the written domain files (the same path validate takes)."""
+    from . import protocol
+    from .envinfo import device_name, git_commit, package_versions
+
+    held = load_domain_payloads(run_dir, "held_out")
+    source = load_domain_payloads(run_dir, "source")
+    order = {d: i for i, d in enumerate(env.task.domains)}
+    held = dict(sorted(held.items(), key=lambda kv: order.get(kv[0], 99)))
+    source = dict(sorted(source.items(), key=lambda kv: order.get(kv[0], 99)))
+    aggregates = protocol.aggregate(
+        {d: p["metrics"] for d, p in held.items()}, {d: load_rows(run_dir, p) for d, p in held.items()},
+        {d: p["metrics"] for d, p in source.items()}, {d: load_rows(run_dir, p) for d, p in source.items()})
+    phase: dict[str, float] = {}
+    for unit in manifest.units.values():
+        for k, v in unit.get("phase_times_s", {}).items():
+            phase[k] = round(phase.get(k, 0.0) + v, 3)
+    for k, v in env.timer.snapshot().items():  # shared set-up of this invocation (data, models, gold)
+        if k in ("data", "models", "gold"):
+            phase[k] = round(phase.get(k, 0.0) + v, 3)
+    task = env.task
+    return {
+        "schema_version": "1.0",
+        "suite_version": __version__,
+        "task": task.name,
+        "edition": task.edition,
+        "data_version": env.edition.version,
+        "data_hash": env.edition.data_hash,
+        "profile": env.profile.name,
+        "reduced": env.profile.reduced or bool(cfg.domains),
+        "method": cfg.method,
+        "method_config": dataclasses.asdict(method_config) if dataclasses.is_dataclass(method_config) else {},
+        "seed": cfg.seed,
+        "models": {k: {"model_id": v.model_id, "revision": v.revision, "source": v.source}
+                   for k, v in env.models.items()},
+        "judge": None,
+        "protocol": {
+            "max_prompt_tokens": task.max_prompt_tokens, "max_response_tokens": task.max_response_tokens,
+            "eval_decoding": dataclasses.asdict(task.eval_decoding),
+            "reference_decoding": dataclasses.asdict(task.reference_decoding),
+            "samples_per_eval_prompt": task.samples_per_eval_prompt,
+            "reference_samples_per_prompt": task.reference_samples_per_prompt,
+            "folds": [dataclasses.asdict(f) for f in task.folds],
+        },
+        "package_versions": package_versions(),
+        "git_commit": git_commit(),
+        "device": device_name(),
+        "phase_times_s": phase,
+        "wall_time_s": round(wall_time_s, 3),
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "domains": list(held.values()) + list(source.values()),
+        "aggregates": aggregates,
+    }
+
+
+def comparable_metrics(results: dict) -> str:
+    """The metrics of a results dict as canonical JSON (ignores times and provenance): for tests."""
+    keep = {"domains": [{k: d[k] for k in ("domain", "role", "metrics")} for d in results["domains"]],
+            "aggregates": results["aggregates"]}
+    return json.dumps(keep, sort_keys=True)
