@@ -255,3 +255,15 @@ def test_as_1d_refuses_nested_and_scalars():
     for bad in (3.0, [[1, 2]], [[1], [2, 3]], ["x"]):
         with pytest.raises(ValueError):
             stats.as_1d(bad)
+
+
+def test_statistic_without_axis_gives_the_same_resamples():
+    a, b = [1.0, 0.0, 1.0, 1.0, 0.5, 1.0, 0.0, 1.0], [0.0, 0.0, 1.0, 0.0, 0.5, 1.0, 0.0, 0.0]
+    plain = lambda x: float(np.median(x))  # noqa: E731 (no ``axis``: scipy loops over resamples)
+    opts = dict(n_resamples=100, seed=2)
+    assert stats.paired_bootstrap(a, b, statistic=plain, **opts) == stats.paired_bootstrap(a, b, statistic=np.median, **opts)
+    assert stats.bootstrap_ci(a, statistic=plain, **opts) == stats.bootstrap_ci(a, statistic=np.median, **opts)
+    per_domain = {"x": a, "y": b, "z": [3.0]}
+    assert stats.macro_bootstrap_ci(per_domain, statistic=plain, **opts) == stats.macro_bootstrap_ci(
+        per_domain, statistic=np.median, **opts
+    )

@@ -106,6 +106,22 @@ def _takes_axis(statistic: Callable) -> bool:
         return False
 
 
+def _combined(statistic: Callable, combine: Callable[..., Any]) -> Callable:
+    """A statistic of several samples, ``combine(statistic(s1), statistic(s2), ...)``, that takes
+    ``axis`` (so scipy vectorises it) exactly when ``statistic`` does."""
+    if _takes_axis(statistic):
+
+        def over_samples(*samples, axis=-1):
+            return combine(*(statistic(s, axis=axis) for s in samples))
+
+    else:
+
+        def over_samples(*samples):
+            return combine(*(statistic(s) for s in samples))
+
+    return over_samples
+
+
 def _rng_kwargs(seed: int) -> dict:
     """``rng=`` on scipy >= 1.15, ``random_state=`` before (both take a Generator)."""
     key = "rng" if "rng" in inspect.signature(scipy.stats.bootstrap).parameters else "random_state"
@@ -224,18 +240,8 @@ def paired_bootstrap(
     out["diff"] = diff
     if x.size < 2:
         return out
-    if _takes_axis(statistic):
-
-        def stat(u, v, axis=-1):
-            return statistic(u, axis=axis) - statistic(v, axis=axis)
-
-    else:
-
-        def stat(u, v):
-            return statistic(u) - statistic(v)
-
     res = _scipy_bootstrap(
-        (x, y), stat, paired=True, confidence=confidence, n_resamples=n_resamples, seed=seed, method=method
+        (x, y), _combined(statistic, lambda u, v: u - v), paired=True, confidence=confidence, n_resamples=n_resamples, seed=seed, method=method
     )
     dist = np.asarray(res.bootstrap_distribution, dtype=np.float64)
     extreme = int(np.count_nonzero(np.abs(dist - diff) >= abs(diff)))
@@ -375,19 +381,9 @@ def macro_bootstrap_ci(
     if not varying:
         m = fixed / k
         return m, m
-    if _takes_axis(statistic):
-
-        def macro(*samples, axis=-1):
-            return (sum(statistic(s, axis=axis) for s in samples) + fixed) / k
-
-    else:
-
-        def macro(*samples):
-            return (sum(statistic(s) for s in samples) + fixed) / k
-
     res = _scipy_bootstrap(
         tuple(varying),
-        macro,
+        _combined(statistic, lambda *per_domain: (sum(per_domain) + fixed) / k),
         paired=False,
         confidence=confidence,
         n_resamples=n_resamples,
