@@ -15,9 +15,7 @@ def test_per_prompt_means_in_first_appearance_order():
 
 
 def test_gold_reward_averages_within_prompt_first():
-    rep = G.gold_reward_report([1.0, 3.0, 10.0], ["p1", "p1", "p2"], seed=0)
-    m = rep["gold_reward"]
-    assert set(rep) == {"gold_reward"}
+    m = G.gold_reward_report([1.0, 3.0, 10.0], ["p1", "p1", "p2"], seed=0)
     assert m["value"] == 6.0  # mean of per-prompt means (2, 10), not the sample mean 14/3
     assert m["n"] == 2 and m["n_samples"] == 3
     assert m["ci_method"] == "bootstrap_percentile" and m["ci_low"] <= 6.0 <= m["ci_high"]
@@ -28,25 +26,23 @@ def test_equal_samples_per_prompt_equal_plain_mean():
     rewards = rng.normal(size=40)
     ids = np.repeat(np.arange(10), 4)  # k = 4 samples per prompt
     rep = G.gold_reward_report(rewards, ids, n_resamples=200)
-    assert rep["gold_reward"]["value"] == pytest.approx(rewards.mean())
+    assert rep["value"] == pytest.approx(rewards.mean())
     assert rep == G.gold_reward_report(rewards, ids, n_resamples=200)
 
 
 def test_bootstrap_resamples_prompts_not_samples():
     # samples vary within prompts, but every prompt mean is 1: nothing varies between prompts
-    m = G.gold_reward_report([0.0, 2.0, 1.0, 1.0, 3.0, -1.0], [0, 0, 1, 1, 2, 2])["gold_reward"]
+    m = G.gold_reward_report([0.0, 2.0, 1.0, 1.0, 3.0, -1.0], [0, 0, 1, 1, 2, 2])
     assert (m["value"], m["ci_low"], m["ci_high"]) == (1.0, 1.0, 1.0)
 
 
 def test_kl_hand_computed():
-    rep = G.kl_report([-1.0, -2.0, -3.0], [-2.0, -2.0, -5.0], ["a", "a", "b"])
-    m = rep["kl"]
-    assert set(rep) == {"kl"}
+    m = G.kl_report([-1.0, -2.0, -3.0], [-2.0, -2.0, -5.0], ["a", "a", "b"])
     assert m["value"] == 1.25  # per-sample 1, 0, 2 -> per-prompt 0.5, 2
     assert m["n"] == 2 and m["n_samples"] == 3
     # the policy at theta_0: KL exactly 0
     same = [-4.0, -7.5, -1.0, -2.0]
-    z = G.kl_report(same, same, [0, 0, 1, 1])["kl"]
+    z = G.kl_report(same, same, [0, 0, 1, 1])
     assert (z["value"], z["ci_low"], z["ci_high"]) == (0.0, 0.0, 0.0)
 
 
@@ -57,10 +53,10 @@ def test_generation_report_pairs_gold_reward_with_kl():
 
 
 def test_empty_and_single_prompt():
-    assert G.gold_reward_report([], [])["gold_reward"]["value"] is None
-    assert G.gold_reward_report([], [])["gold_reward"]["n"] == 0
-    assert G.kl_report([], [], [])["kl"]["value"] is None
-    one = G.gold_reward_report([1.0, 2.0], ["a", "a"])["gold_reward"]
+    assert G.gold_reward_report([], [])["value"] is None
+    assert G.gold_reward_report([], [])["n"] == 0
+    assert G.kl_report([], [], [])["value"] is None
+    one = G.gold_reward_report([1.0, 2.0], ["a", "a"])
     assert one["value"] == 1.5 and one["n"] == 1 and one["ci_low"] is None and one["ci_method"] is None
 
 

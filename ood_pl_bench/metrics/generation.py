@@ -63,16 +63,13 @@ def gold_reward_report(
     *,
     confidence: float = 0.95,
     n_resamples: int = 2000,
-) -> dict[str, dict]:
-    """``{"gold_reward": metric}``: mean gold reward of the generations, bootstrap CI over prompts.
+) -> dict:
+    """The ``gold_reward`` metric dict: mean gold reward of the generations, bootstrap CI over prompts.
 
-    ``rewards`` holds one gold reward per generated sample, ``prompt_ids`` the prompt of each.
+    ``rewards`` holds one gold reward per generated sample, ``prompt_ids`` the prompt of each; see
+    :func:`prompt_mean_metric` for the estimator and the keys (``n`` prompts, ``n_samples``).
     """
-    return {
-        "gold_reward": prompt_mean_metric(
-            rewards, prompt_ids, seed=seed, confidence=confidence, n_resamples=n_resamples
-        )
-    }
+    return prompt_mean_metric(rewards, prompt_ids, seed=seed, confidence=confidence, n_resamples=n_resamples)
 
 
 def kl_report(
@@ -83,22 +80,19 @@ def kl_report(
     *,
     confidence: float = 0.95,
     n_resamples: int = 2000,
-) -> dict[str, dict]:
-    """``{"kl": metric}``: mean of ``sum_t (log pi_theta - log pi_ref)`` over the samples.
+) -> dict:
+    """The ``kl`` metric dict: mean of ``sum_t (log pi_theta - log pi_ref)`` over the samples.
 
     Each entry is a sample's log-probability summed over its generated tokens, under the policy and
     under the reference. This is the Monte Carlo estimate of KL(pi_theta || pi_ref) on samples
-    from the policy; single estimates may be negative. Bootstrap CI over prompts.
+    from the policy; single estimates may be negative. Averaged and bootstrapped over prompts as
+    in :func:`prompt_mean_metric`.
     """
     policy = as_1d(policy_logprob_sums, "policy_logprob_sums")
     ref = as_1d(ref_logprob_sums, "ref_logprob_sums")
     if policy.size != ref.size:
         raise ValueError(f"policy and reference log-probs differ in length: {policy.size} and {ref.size}")
-    return {
-        "kl": prompt_mean_metric(
-            policy - ref, prompt_ids, seed=seed, confidence=confidence, n_resamples=n_resamples
-        )
-    }
+    return prompt_mean_metric(policy - ref, prompt_ids, seed=seed, confidence=confidence, n_resamples=n_resamples)
 
 
 def generation_report(
@@ -114,6 +108,6 @@ def generation_report(
     """``{"gold_reward": metric, "kl": metric}`` on the same samples: the pair SPEC section 5 requires."""
     opts = dict(confidence=confidence, n_resamples=n_resamples)
     return {
-        **gold_reward_report(rewards, prompt_ids, seed, **opts),
-        **kl_report(policy_logprob_sums, ref_logprob_sums, prompt_ids, seed, **opts),
+        "gold_reward": gold_reward_report(rewards, prompt_ids, seed, **opts),
+        "kl": kl_report(policy_logprob_sums, ref_logprob_sums, prompt_ids, seed, **opts),
     }
