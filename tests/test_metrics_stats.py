@@ -212,6 +212,8 @@ def test_metric_shape_and_json():
     empty = schema.metric(None, n=0, ci_method="wilson")
     assert empty["ci_method"] is None  # no interval, no method
     schema.check_metric(empty)
+    own = schema.metric(0.5, (0.4, 0.6), n=2, ci_method="jackknife")  # a plug-in's own method name
+    schema.check_metric(own)
 
 
 def test_metric_refuses_bad_values():
@@ -219,7 +221,8 @@ def test_metric_refuses_bad_values():
         dict(value=float("nan"), n=1),
         dict(value=0.5, ci=(0.6, 0.4), n=1, ci_method="wilson"),
         dict(value=0.5, ci=(0.4, None), n=1, ci_method="wilson"),
-        dict(value=0.5, ci=(0.4, 0.6), n=1, ci_method="magic"),
+        dict(value=0.5, ci=(0.4, 0.6), n=1),
+        dict(value=0.5, ci=(0.4, 0.6), n=1, ci_method=" "),
         dict(value=0.5, n=-1),
         dict(value=0.5, n=1, applicable=False),
     ):
@@ -241,6 +244,7 @@ def test_not_applicable_and_check_metric():
         {k: v for k, v in good.items() if k != "n"},
         {**good, "ci_high": None},
         {**good, "ci_method": None},
+        {**good, "ci_method": ""},
         {**good, "value": None},
         {**good, "n": True},
         {**na, "value": 0.5},

@@ -8,7 +8,7 @@ Every metric in ``results.json`` (per domain and aggregated) is a plain, JSON-re
         "ci_high": float | None,
         "n": int,                     # the number of units the estimate is over (pairs, prompts, domains)
         "applicable": bool,           # False when the metric does not apply to the method
-        "ci_method": str | None,      # how the interval was made (CI_METHODS), None without an interval
+        "ci_method": str | None,      # how the interval was made (e.g. CI_METHODS), None without one
         ...                           # optional extra keys, e.g. "wilson_low", "wilson_high", "ties",
     }                                 # "reason" (why not applicable), "n_samples", "beta"
 
@@ -38,8 +38,11 @@ METRIC_KEYS = ("value", "ci_low", "ci_high", "n", "applicable", "ci_method")
 CI_BOOTSTRAP_PERCENTILE = "bootstrap_percentile"
 CI_BOOTSTRAP_BCA = "bootstrap_bca"
 CI_WILSON = "wilson"
-CI_METHODS = (CI_BOOTSTRAP_PERCENTILE, CI_BOOTSTRAP_BCA, CI_WILSON)
-"""The names ``ci_method`` takes."""
+CI_BOOTSTRAP_STRATIFIED = "bootstrap_stratified"
+CI_METHODS = (CI_BOOTSTRAP_PERCENTILE, CI_BOOTSTRAP_BCA, CI_WILSON, CI_BOOTSTRAP_STRATIFIED)
+"""The ``ci_method`` names this package writes (the last: a macro average's CI, resampled within
+each domain by :func:`ood_pl_bench.metrics.stats.macro_bootstrap_ci`). Any non-empty string is
+accepted, so a plug-in may name its own method."""
 
 _BOOTSTRAP_CI_METHOD = {"percentile": CI_BOOTSTRAP_PERCENTILE, "bca": CI_BOOTSTRAP_BCA}
 
@@ -58,6 +61,11 @@ def _number(x: Any, what: str) -> float | int | None:
     return out
 
 
+def _check_ci_method(ci_method: Any) -> None:
+    if not (isinstance(ci_method, str) and ci_method.strip()):
+        raise ValueError(f"an interval needs a ci_method name (e.g. one of {CI_METHODS}), got {ci_method!r}")
+
+
 def metric(
     value: float | int | None,
     ci: Sequence[float | None] = (None, None),
@@ -72,11 +80,11 @@ def metric(
         value: the estimate, or None when there is no data.
         ci: ``(lo, hi)``; ``(None, None)`` for none. ``ci_method`` is dropped to None without one.
         n: the number of units (pairs, prompts, domains) the estimate is over.
-        ci_method: one of :data:`CI_METHODS`; required when ``ci`` is given.
+        ci_method: a non-empty name, preferably one of :data:`CI_METHODS`; required with ``ci``.
         **extra: additional keys (numpy scalars become Python numbers).
 
     Raises:
-        ValueError: a non-finite number, half an interval, ``lo > hi``, an unknown ``ci_method``,
+        ValueError: a non-finite number, half an interval, ``lo > hi``, a missing ``ci_method``,
             ``n < 0``, or an extra key that would replace a core key.
     """
     lo, hi = ci
@@ -86,8 +94,7 @@ def metric(
     if lo is not None:
         if lo > hi:
             raise ValueError(f"confidence interval ends are reversed: ({lo}, {hi})")
-        if ci_method not in CI_METHODS:
-            raise ValueError(f"ci_method must be one of {CI_METHODS}, got {ci_method!r}")
+        _check_ci_method(ci_method)
     else:
         ci_method = None
     n = int(n)
@@ -127,7 +134,7 @@ def check_metric(obj: Any) -> None:
     """Raise ``ValueError`` naming the problem if ``obj`` is not a well-formed metric dict.
 
     Checks the core keys and their types, both-or-neither interval ends with ``lo <= hi`` and a known
-    ``ci_method``, finiteness, and that a ``None`` value goes with ``n == 0`` or not applicable.
+    ``ci_method`` name, finiteness, and that a ``None`` value goes with ``n == 0`` or not applicable.
     """
     if not isinstance(obj, dict):
         raise ValueError(f"a metric must be a dict, got {type(obj).__name__}")
@@ -150,8 +157,7 @@ def check_metric(obj: Any) -> None:
     if lo is not None:
         if lo > hi:
             raise ValueError(f"metric confidence interval ends are reversed: ({lo}, {hi})")
-        if obj["ci_method"] not in CI_METHODS:
-            raise ValueError(f"metric ci_method must be one of {CI_METHODS}, got {obj['ci_method']!r}")
+        _check_ci_method(obj["ci_method"])
     elif obj["ci_method"] is not None:
         raise ValueError("metric names a ci_method but has no confidence interval")
     if not obj["applicable"] and obj["value"] is not None:
