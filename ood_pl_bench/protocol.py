@@ -14,7 +14,7 @@ import numpy as np
 from .metrics import generation as gen_metrics
 from .metrics import preference as pref_metrics
 from .metrics import stats
-from .metrics.schema import metric, not_applicable
+from .metrics.schema import CI_BOOTSTRAP_STRATIFIED, metric, not_applicable
 
 BOOTSTRAP_SEED = 0
 PL_METRICS = ("pl_accuracy", "pl_likelihood_accuracy", "pl_margin", "pl_ties", "pl_bt_loglik")
@@ -29,13 +29,19 @@ AGGREGATED = {
 IN_DISTRIBUTION_METRICS = ("pl_accuracy", "pl_likelihood_accuracy", "rm_accuracy")
 
 
-def pair_metrics(rows: list[dict], *, explicit_likelihood: bool, has_reward_model: bool) -> dict[str, dict]:
-    """PL metrics and rm_accuracy of one domain from its per-pair rows."""
+def pair_metrics(rows: list[dict], *, explicit_likelihood: bool, has_reward_model: bool,
+                 beta: float = 1.0) -> dict[str, dict]:
+    """PL metrics and rm_accuracy of one domain from its per-pair rows.
+
+    ``beta`` scales implicit margins in the held-out Bradley-Terry log-likelihood (the method's own
+    reward factor; 1.0 for methods without one). It is recorded in the metric, so validation can
+    recompute it.
+    """
     out: dict[str, dict] = {}
     if explicit_likelihood:
         out.update(pref_metrics.preference_report(
             [r["policy_chosen"] for r in rows], [r["policy_rejected"] for r in rows],
-            [r["ref_chosen"] for r in rows], [r["ref_rejected"] for r in rows], seed=BOOTSTRAP_SEED))
+            [r["ref_chosen"] for r in rows], [r["ref_rejected"] for r in rows], beta=beta, seed=BOOTSTRAP_SEED))
     else:
         reason = "the method has no explicit policy likelihood (implicit policy, e.g. best-of-n)"
         out.update({name: not_applicable(reason) for name in PL_METRICS})
@@ -61,13 +67,10 @@ def generation_metrics(rows: list[dict], *, explicit_likelihood: bool) -> dict[s
 
 def _per_unit_values(rows: list[dict], key: str, kind: str) -> np.ndarray:
     """Values a macro CI resamples: per pair for pair metrics, per prompt mean for generations."""
+    kept = [r for r in rows if r.get(key) is not None]
     if kind == "pairs":
-        return np.asarray([r[key] for r in rows if r.get(key) is not None], dtype=float)
-    by_prompt: dict[str, list[float]] = {}
-    for r in rows:
-        if r.get(key) is not None:
-            by_prompt.setdefault(r["prompt_id"], []).append(float(r[key]))
-    return np.asarray([np.mean(v) for v in by_prompt.values()], dtype=float)
+        return np.asarray([r[key] for r in kept], dtype=float)
+    return gen_metrics.per_prompt_means([r[key] for r in kept], [r["prompt_id"] for r in kept])[1]
 
 
 def macro(domain_metrics: dict[str, dict[str, dict]], rows: dict[str, dict[str, list[dict]]],
@@ -88,7 +91,7 @@ def macro(domain_metrics: dict[str, dict[str, dict]], rows: dict[str, dict[str, 
         value = stats.macro_average({d: v["value"] for d, v in per_domain.items()})
         samples = {d: _per_unit_values(rows[d][kind], key, kind) for d in per_domain}
         lo, hi = stats.macro_bootstrap_ci(samples, seed=BOOTSTRAP_SEED)
-        out[name] = metric(value, ci=(lo, hi), n=len(per_domain), ci_method="stratified bootstrap over domains")
+        out[name] = metric(value, ci=(lo, hi), n=len(per_domain), ci_method=CI_BOOTSTRAP_STRATIFIED)
     return out
 
 

@@ -196,7 +196,7 @@ def _write_domain(run_dir: Path, role: str, domain: str, payload: dict, pair_row
 
 
 def evaluate_domain(env: Environment, run_dir: Path, fold_name: str, role: str, domain: str,
-                    domain_policy: DomainPolicy, reward_model: Any | None) -> dict:
+                    domain_policy: DomainPolicy, reward_model: Any | None, beta: float = 1.0) -> dict:
     """Score one domain and write its result and per-sample files; returns the domain payload."""
     from . import protocol
     from .evaluation import score_generations, score_pairs
@@ -208,7 +208,7 @@ def evaluate_domain(env: Environment, run_dir: Path, fold_name: str, role: str, 
     pair_rows = score_pairs(env.policy, domain_policy, pairs, ref, reward_model=reward_model,
                             batch_size=profile.batch_size, timer=env.timer)
     metrics = protocol.pair_metrics(pair_rows, explicit_likelihood=domain_policy.explicit_likelihood,
-                                    has_reward_model=reward_model is not None)
+                                    has_reward_model=reward_model is not None, beta=beta)
     gen_rows: list[dict] = []
     n_prompts = 0
     if role == "held_out":
@@ -321,7 +321,8 @@ def run(cfg: RunConfig, *, out: Path | None = None, data_dir: str | None = None,
                 seed_everything(derive_seed(cfg.seed, unit))
                 with env.timer("training"):
                     domain_policy = solver.policy_for(domain)
-                evaluate_domain(env, run_dir, fold.name, role, domain, domain_policy, rm)
+                evaluate_domain(env, run_dir, fold.name, role, domain, domain_policy, rm,
+                                beta=float(getattr(method_config, "beta", 1.0)))
                 finish(unit, before)
     results = assemble_results(cfg, run_dir, env, method_config, manifest,
                                wall_time_s=time.perf_counter() - wall_start)
