@@ -287,3 +287,19 @@ def test_real_edition(real_edition):
     assert sum(s["answers"] for s in stats.values()) == 9998
     pair = ed.pairs("qa", "stackoverflow", "test")[0]
     assert json.loads(pair["attribution"])["question"]["url"].startswith("https://stackoverflow.com/q/")
+
+
+def test_build_reports_to_a_rich_progress(raw_tree, cache):
+    from rich.progress import Progress
+
+    seen = []
+
+    class Recording(Progress):
+        def update(self, task_id, **kwargs):
+            seen.append(kwargs.get("description"))
+            super().update(task_id, **kwargs)
+
+    with Recording(disable=True) as progress:
+        build_edition("se-amazon", data_dir=raw_tree, progress=progress)
+        assert progress.tasks == []  # the build's bar is removed when it ends
+    assert "importing Stack Exchange beer" in seen and "writing sentiment" in seen
