@@ -120,7 +120,9 @@ def run(
     in_distribution: bool = typer.Option(True, "--in-distribution/--no-in-distribution", help="Also score source test pairs."),
 ) -> None:
     """Train a method once per fold and evaluate it on every held-out domain of a task."""
-    from .runner import RunConfig, default_run_dir, run as run_task
+    from .profiles import get_profile
+    from .runner import RunConfig, default_run_dir, resolve_solver, run as run_task
+    from .tasks import get_task
 
     file_cfg = _read_config_file(config) if config else {}
     options = dict(file_cfg.get("options") or {})
@@ -137,8 +139,12 @@ def run(
                     seed=seed if seed is not None else int(file_cfg.get("seed", 0)),
                     method_options=options, domains=tuple(dom) if dom else None,
                     in_distribution=in_distribution)
+    # Check names and options before anything is created or loaded.
+    resolve_solver(cfg.method, cfg.method_options)
+    get_profile(cfg.profile)
+    get_task(cfg.task, cfg.edition)
     run_dir = out or default_run_dir(cfg)
-    err_console.print(f"run directory: {run_dir}")
+    err_console.print(f"run directory: {run_dir}", soft_wrap=True)
     results = run_task(cfg, out=run_dir, data_dir=str(data_dir) if data_dir else None, console=err_console,
                        progress_factory=_progress)
     print_results(results)
@@ -162,7 +168,7 @@ def eval_(
     cfg = RunConfig(method="external", task=task, edition=edition, profile=profile, seed=seed,
                     method_options={"policy": policy}, in_distribution=False)
     run_dir = out or default_run_dir(cfg)
-    err_console.print(f"run directory: {run_dir}")
+    err_console.print(f"run directory: {run_dir}", soft_wrap=True)
     results = run_task(cfg, out=run_dir, data_dir=str(data_dir) if data_dir else None, console=err_console,
                        progress_factory=_progress, solver_cls=ExternalPolicy)
     print_results(results)
@@ -324,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except OodplError as exc:
-        err_console.print(f"error: {exc.message}", markup=False)
+        err_console.print(f"error: {exc.message}", markup=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted: finished units are kept; rerun the same command to resume.")

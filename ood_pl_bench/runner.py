@@ -386,7 +386,7 @@ def assemble_results(cfg: RunConfig, run_dir: Path, env: Environment, method_con
         "suite_version": __version__,
         "task": task.name,
         "edition": task.edition,
-        "data_version": env.edition.version,
+        "data_version": str(env.edition.version),
         "data_hash": env.edition.data_hash,
         "profile": env.profile.name,
         "reduced": env.profile.reduced or bool(cfg.domains),

@@ -186,6 +186,8 @@ def build_config(config_cls: type, overrides: dict[str, Any]) -> Any:
             raise UsageError(f"this method takes no options, got: {', '.join(overrides)}")
         return None
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    if overrides and not fields:
+        raise UsageError(f"this method takes no options, got: {', '.join(overrides)}")
     kwargs: dict[str, Any] = {}
     for key, value in overrides.items():
         if key not in fields:
