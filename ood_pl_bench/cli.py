@@ -30,7 +30,8 @@ app = typer.Typer(
 data_app = typer.Typer(help="Build and inspect data editions.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-console = Console(highlight=False)
+# Piped output (logs, CI) gets a wide console so result tables do not wrap.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False)
 
 
@@ -79,7 +80,7 @@ def _fmt(m: dict | None, digits: int = 3) -> str:
     if v is None:
         return "-"
     lo, hi = m.get("ci_low"), m.get("ci_high")
-    ci = f" [{lo:.{digits}f}, {hi:.{digits}f}]" if lo is not None and hi is not None else ""
+    ci = f" [{lo:.{digits}f},{hi:.{digits}f}]" if lo is not None and hi is not None else ""
     return f"{v:.{digits}f}{ci}"
 
 
@@ -87,10 +88,10 @@ def print_results(results: dict) -> None:
     """Print a results dict as rich tables (held-out domains, aggregates)."""
     cols = ["pl_accuracy", "rm_accuracy", "gold_reward", "kl"]
     table = Table(title=f"{results['method']} on {results['task']} ({results['edition']}, profile {results['profile']})")
-    table.add_column("domain")
-    table.add_column("fold")
+    table.add_column("domain", no_wrap=True)
+    table.add_column("fold", no_wrap=True)
     for c in cols:
-        table.add_column(c, justify="right")
+        table.add_column(c, justify="right", no_wrap=True)
     for d in results["domains"]:
         if d["role"] == "held_out":
             table.add_row(d["domain"], d["fold"], *(_fmt(d["metrics"].get(c)) for c in cols))
