@@ -2,8 +2,9 @@
 
 Credentials and endpoint come from the environment only: ``OPENAI_API_KEY`` and
 ``OPENAI_BASE_URL`` (unset: the OpenAI API; set it to ``http://host:port/v1`` for vLLM, llama.cpp's
-server or TGI). Neither value is ever written to a file, the cache, a result or a log, and both
-are redacted from every error message (:func:`redact`).
+server or TGI). Neither value is ever written to a file, the cache or a result; both are redacted
+from every error message (:func:`redact`) and from the ``openai``/``httpx`` loggers' records
+(:class:`RedactingFilter`), which log request URLs when an application turns logging on.
 
 Requests run concurrently on one ``AsyncOpenAI`` client, at most ``concurrency`` at a time
 (``asyncio.Semaphore``). Retries are ours alone: the client is built with ``max_retries=0`` so that
@@ -32,6 +33,7 @@ import asyncio
 import concurrent.futures
 import email.utils
 import json
+import logging
 import os
 import random
 import re
@@ -66,6 +68,46 @@ def redact(text: str) -> str:
         for v in sorted((v for v in variants if len(v) >= 4), key=len, reverse=True):
             out = out.replace(v, f"[{env}]")
     return _KEY_LIKE.sub("[redacted key]", out)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites log records of the HTTP libraries so that they never carry the key or base URL.
+
+    The ``openai`` client and ``httpx`` log request URLs at INFO/DEBUG level when an application
+    enables logging; this filter passes every record but replaces those values (see :func:`redact`,
+    plus the base URL's ``host:port``).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's message in place; never drop it."""
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is left to the logging machinery
+            return True
+        clean = _redact_netloc(redact(message))
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+def _redact_netloc(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    base = os.environ.get(BASE_URL_ENV, "")
+    netloc = urlsplit(base).netloc if base else ""
+    return text.replace(netloc, f"[{BASE_URL_ENV}]") if len(netloc) >= 4 else text
+
+
+_LIBRARY_LOGGERS = ("openai", "openai._base_client", "httpx", "httpx2", "httpcore", "httpcore2")
+_FILTER = RedactingFilter()
+
+
+def install_log_redaction() -> None:
+    """Attach :class:`RedactingFilter` to the loggers of ``openai`` and ``httpx`` (idempotent)."""
+    for name in _LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
 
 
 @dataclass(frozen=True)
@@ -185,6 +227,7 @@ class OpenAIJudge(Judge):
             raise UsageError(f"judge max_attempts must be >= 1, got {max_attempts}")
         if float(timeout) <= 0:
             raise UsageError(f"judge timeout must be > 0 seconds, got {timeout}")
+        install_log_redaction()
         self.config = config
         self.model = config.resolved_model()
         self.concurrency = int(concurrency)
