@@ -33,7 +33,7 @@ from ..errors import DataError, UsageError
 from ..io import read_json, read_jsonl, sha256_file, sha256_text, write_json, write_jsonl
 from . import resolve_judge
 from .base import Judge
-from .win_rate import judge_domain, lc_win_rate_key, macro_win_rate, win_rate_key
+from .win_rate import aggregate_judgements, judge_domain, judgements_sample_key, lc_win_rate_key, win_rate_key
 
 GENERATIONS = "samples/held_out/{domain}.generations.jsonl"
 REFERENCE_GENERATIONS = "samples/held_out/{domain}.reference_generations.jsonl"
@@ -46,16 +46,31 @@ def judge_slug(judge_id: str) -> str:
     return f"{readable}-{sha256_text(judge_id)[:8]}"
 
 
-def judgements_sample_key(judge_id: str) -> str:
-    """The key of a judgement file in a domain's ``samples``: ``judgements[<judge id>]``."""
-    return f"judgements[{judge_id}]"
-
-
 def write_judgements(run_dir: Path, domain: str, judge_id: str, rows: Sequence[Mapping[str, Any]]) -> dict:
     """Write a domain's judgement rows atomically; return its ``samples`` entry (path, sha256, rows)."""
     rel = JUDGEMENTS.format(domain=domain, slug=judge_slug(judge_id))
     write_jsonl(run_dir / rel, rows)
     return {"path": rel, "sha256": sha256_file(run_dir / rel), "rows": len(rows)}
+
+
+def record_domain_judgement(run_dir: Path, domain: str, judge: Judge, prompts: Sequence[Mapping[str, Any]],
+                            policy_rows: Sequence[Mapping[str, Any]], reference_rows: Sequence[Mapping[str, Any]],
+                            *, seed: int = 0, unparseable: str = "tie",
+                            n_resamples: int = 2000) -> tuple[dict[str, dict], dict[str, dict], list[dict]]:
+    """Judge one held-out domain and write its judgement file: what the runner calls per domain.
+
+    Returns ``(metrics, samples, rows)``: the ``win_rate[<id>]`` / ``lc_win_rate[<id>]`` metrics to
+    merge into the domain's metrics, ``{"judgements[<id>]": {path, sha256, rows}}`` to merge into
+    the domain's ``samples``, and the judgement rows.
+
+    Raises:
+        ValueError: generations refer to unknown prompts or lack a reference generation.
+        JudgeError: the judge failed after its retries (finished verdicts stay cached).
+    """
+    rows, metrics = judge_domain(judge, prompts, policy_rows, reference_rows, seed=seed, unparseable=unparseable,
+                                 n_resamples=n_resamples)
+    sample = write_judgements(run_dir, domain, judge.judge_id, rows)
+    return metrics, {judgements_sample_key(judge.judge_id): sample}, rows
 
 
 def _read_rows(run_dir: Path, pattern: str, domain: str, what: str, hint: str) -> list[dict]:
@@ -79,6 +94,7 @@ def _edition_prompts(results: dict, domains: Sequence[str], data_dir: str | None
 
 def _gold_loader(results: dict, data_dir: str | None) -> Callable[[], Any]:
     def load() -> Any:
+        """Load (or train once and cache) the run's gold reward model."""
         from ..data.edition import load_edition
         from ..models.gold import gold_reward_model
         from ..profiles import get_profile
@@ -159,32 +175,30 @@ def judge_run(run_dir: Path, judge_id: str, concurrency: int = 8, *, data_dir: s
                               concurrency=concurrency, **(judge_options or {}))
     try:
         jid = judge.judge_id
-        keys = (win_rate_key(jid), lc_win_rate_key(jid))
         per_domain_rows: dict[str, list[dict]] = {}
         per_domain_metrics: dict[str, dict] = {}
         for entry in held:
             d = entry["domain"]
             try:
-                rows, metrics = judge_domain(judge, prompts[d], generations[d], references[d],
-                                             seed=int(results.get("seed", 0)), unparseable=unparseable,
-                                             n_resamples=n_resamples)
+                metrics, samples, rows = record_domain_judgement(
+                    run_dir, d, judge, prompts[d], generations[d], references[d], seed=int(results.get("seed", 0)),
+                    unparseable=unparseable, n_resamples=n_resamples)
             except ValueError as exc:
                 raise DataError(f"{run_dir}, domain {d!r}: {exc}") from None
-            sample = write_judgements(run_dir, d, jid, rows)
             entry.setdefault("metrics", {}).update(metrics)
-            entry.setdefault("samples", {})[judgements_sample_key(jid)] = sample
+            entry.setdefault("samples", {}).update(samples)
             payload_path = run_dir / "domains" / "held_out" / f"{d}.json"
             if payload_path.is_file():
                 payload = read_json(payload_path)
                 payload.setdefault("metrics", {}).update(metrics)
-                payload.setdefault("samples", {})[judgements_sample_key(jid)] = sample
+                payload.setdefault("samples", {}).update(samples)
                 write_json(payload_path, payload)
             per_domain_rows[d] = rows
             per_domain_metrics[d] = metrics
             if on_domain is not None:
                 on_domain(d, metrics)
-        macro = macro_win_rate(per_domain_rows, unparseable=unparseable, n_resamples=n_resamples)
-        aggregate = {keys[0]: {**macro["win_rate"], "judge": jid}, keys[1]: {**macro["lc_win_rate"], "judge": jid}}
+        aggregate = aggregate_judgements({d: {judgements_sample_key(jid): rows} for d, rows in per_domain_rows.items()},
+                                         unparseable=unparseable, n_resamples=n_resamples)
         results.setdefault("aggregates", {}).setdefault("held_out", {}).update(aggregate)
         if not results.get("judge"):
             results["judge"] = jid

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from ..errors import ModelError, UsageError
 from .base import Judge, JudgeItem, Verdict

@@ -478,7 +478,60 @@ def judge_domain(judge: Judge, prompts: Sequence[Mapping[str, Any]], policy_rows
             "preference_policy_first": pa, "preference_reference_first": pb,
             "status": status, "outcome": outcome, "judge": judge_id,
         })
+    return rows, judgement_metrics(judge_id, rows, unparseable=unparseable, n_resamples=n_resamples)
+
+
+def judgement_metrics(judge_id: str, rows: Sequence[Mapping[str, Any]], *, unparseable: str = "tie",
+                      n_resamples: int = 2000) -> dict[str, dict]:
+    """A domain's judge metrics exactly as :func:`judge_domain` stores them, from its judgement rows.
+
+    ``{win_rate_key(judge_id): ..., lc_win_rate_key(judge_id): ...}``, each tagged with ``judge``.
+    ``oodpl validate`` recomputes a stored column with this (the stored ``unparseable_policy`` gives
+    ``unparseable``; the CIs use the fixed seed :data:`BOOTSTRAP_SEED` and 2000 resamples).
+    """
     report = win_rate_report(rows, unparseable=unparseable, n_resamples=n_resamples)
-    report["win_rate"]["judge"] = judge_id
-    report["lc_win_rate"]["judge"] = judge_id
-    return rows, {win_rate_key(judge_id): report["win_rate"], lc_win_rate_key(judge_id): report["lc_win_rate"]}
+    return {win_rate_key(judge_id): {**report["win_rate"], "judge": judge_id},
+            lc_win_rate_key(judge_id): {**report["lc_win_rate"], "judge": judge_id}}
+
+
+JUDGEMENTS_KIND_PREFIX = "judgements["
+
+
+def judgements_sample_key(judge_id: str) -> str:
+    """The key of a judgement file among a domain's ``samples``: ``judgements[<judge id>]``."""
+    return f"{JUDGEMENTS_KIND_PREFIX}{judge_id}]"
+
+
+def judge_ids_of(samples: Mapping[str, Any]) -> list[str]:
+    """The judge ids whose judgement files a domain's ``samples`` (or loaded rows) list, sorted."""
+    return sorted(k[len(JUDGEMENTS_KIND_PREFIX):-1] for k in samples
+                  if k.startswith(JUDGEMENTS_KIND_PREFIX) and k.endswith("]"))
+
+
+def aggregate_judgements(rows_by_domain: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]], *,
+                         unparseable: str = "tie", n_resamples: int = 2000) -> dict[str, dict]:
+    """Held-out macro ``win_rate[<id>]`` / ``lc_win_rate[<id>]`` for every judge found in the rows.
+
+    ``rows_by_domain`` maps each held-out domain to its loaded per-sample rows by kind (what
+    :func:`ood_pl_bench.runner.load_rows` returns: ``{"pairs": [...], "generations": [...],
+    "judgements[<id>]": [...]}``). A judge that judged every domain gets :func:`macro_win_rate`; one
+    missing from some domain gets not-applicable metrics that say which domains it lacks.
+    """
+    from ..metrics.schema import not_applicable
+
+    domains = sorted(rows_by_domain)
+    ids = sorted({j for d in domains for j in judge_ids_of(rows_by_domain[d])})
+    out: dict[str, dict] = {}
+    for jid in ids:
+        key = judgements_sample_key(jid)
+        missing = [d for d in domains if key not in rows_by_domain[d]]
+        if missing:
+            reason = f"judge {jid} did not judge {len(missing)} of {len(domains)} domains: {', '.join(missing)}"
+            out[win_rate_key(jid)] = not_applicable(reason, judge=jid)
+            out[lc_win_rate_key(jid)] = not_applicable(reason, judge=jid)
+            continue
+        macro = macro_win_rate({d: rows_by_domain[d][key] for d in domains}, unparseable=unparseable,
+                               n_resamples=n_resamples)
+        out[win_rate_key(jid)] = {**macro["win_rate"], "judge": jid}
+        out[lc_win_rate_key(jid)] = {**macro["lc_win_rate"], "judge": jid}
+    return out
