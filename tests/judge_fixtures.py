@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -121,7 +120,3 @@ def scan_for(root: Path, needle: str) -> list[Path]:
     data = needle.encode()
     return [p for p in root.rglob("*") if p.is_file() and data in p.read_bytes()]
 
-
-def env_without(*names: str) -> dict:
-    """A copy of the environment without ``names``."""
-    return {k: v for k, v in os.environ.items() if k not in names}

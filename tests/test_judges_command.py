@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 from ood_pl_bench.errors import DataError, UsageError
 from ood_pl_bench.io import read_json, sha256_file, write_json, write_jsonl
 from ood_pl_bench.judges.command import judge_command, judge_run, judge_slug
-from ood_pl_bench.judges.win_rate import lc_win_rate_key, win_rate_key, win_rate_report
+from ood_pl_bench.judges.win_rate import (
+    aggregate_judgements, judge_ids_of, judgement_metrics, lc_win_rate_key, win_rate_key, win_rate_report,
+)
 from ood_pl_bench.results import RunResults
 
 from .judge_fixtures import API_KEY, FAST, FakeGold, generation_rows, make_prompts, scan_for
@@ -145,3 +147,29 @@ def test_typer_command(judge_env, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "macro held-out" in result.output and "16 API calls" in result.output
     assert (tmp_path / "c.sqlite").is_file()
+
+
+def test_runner_side_recomputation_matches(judge_env, tmp_path):
+    """What the runner's assemble_results and `oodpl validate` recompute from the per-sample files."""
+    from ood_pl_bench.runner import load_domain_payloads, load_rows
+
+    prompts = make_run(tmp_path)
+    judge_run(tmp_path, "proxy", prompts=prompts, gold=FakeGold("g1"))
+    judge_run(tmp_path, "openai:gpt-4o", prompts=prompts, judge_options=FAST)
+    results = read_json(tmp_path / "results.json")
+    payloads = load_domain_payloads(tmp_path, "held_out")
+    rows = {d: load_rows(tmp_path, p) for d, p in payloads.items()}
+    agg = aggregate_judgements(rows)
+    assert len(agg) == 4  # win_rate and lc_win_rate for two judges
+    for key, m in agg.items():
+        assert m == results["aggregates"]["held_out"][key]
+    for d, p in payloads.items():
+        assert len(judge_ids_of(p["samples"])) == 2
+        for jid in judge_ids_of(p["samples"]):
+            for key, m in judgement_metrics(jid, rows[d][f"judgements[{jid}]"]).items():
+                assert m == p["metrics"][key]
+    # a judge that skipped a domain is not averaged over the others
+    rows["alpha"].pop("judgements[proxy:gold-rm@g1]")
+    partial = aggregate_judgements(rows)
+    assert partial[win_rate_key("proxy:gold-rm@g1")]["applicable"] is False
+    assert "alpha" in partial[win_rate_key("proxy:gold-rm@g1")]["reason"]
