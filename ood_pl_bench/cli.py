@@ -87,11 +87,13 @@ def _fmt(m: dict | None, digits: int = 3) -> str:
 def print_results(results: dict) -> None:
     """Print a results dict as rich tables (held-out domains, aggregates)."""
     cols = ["pl_accuracy", "rm_accuracy", "gold_reward", "kl"]
+    # One win-rate column per judge: results never mix judges.
+    cols += sorted(k for k in results["aggregates"]["held_out"] if k.startswith("win_rate["))
     table = Table(title=f"{results['method']} on {results['task']} ({results['edition']}, profile {results['profile']})")
     table.add_column("domain", no_wrap=True)
     table.add_column("fold", no_wrap=True)
     for c in cols:
-        table.add_column(c, justify="right", no_wrap=True)
+        table.add_column(c.split("@")[0] + ("]" if "@" in c else ""), justify="right", no_wrap=True)
     for d in results["domains"]:
         if d["role"] == "held_out":
             table.add_row(d["domain"], d["fold"], *(_fmt(d["metrics"].get(c)) for c in cols))
@@ -102,6 +104,8 @@ def print_results(results: dict) -> None:
         table.add_row("gap (in - held)", "", *(
             f"{agg['gap'][c]:+.3f}" if agg["gap"].get(c) is not None else "-" for c in cols))
     console.print(table)
+    if results.get("judge"):
+        console.print(f"win rate judged by {results['judge']}")
     if results.get("reduced"):
         console.print("[yellow]reduced run (subset profile or domains): not rankable beside full runs[/yellow]")
 
@@ -119,6 +123,7 @@ def run(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Raw data folder (else OODPL_DATA, else ../shared/data)."),
     domains: Optional[str] = typer.Option(None, "--domains", help="Comma-separated held-out domains (reduced run)."),
     in_distribution: bool = typer.Option(True, "--in-distribution/--no-in-distribution", help="Also score source test pairs."),
+    judge: str = typer.Option("proxy", "--judge", help="Win-rate judge: proxy (gold RM, offline), openai:MODEL, or a config name (oodpl ls judges)."),
 ) -> None:
     """Train a method once per fold and evaluate it on every held-out domain of a task."""
     from .profiles import get_profile
@@ -139,7 +144,7 @@ def run(
                     profile=profile or file_cfg.get("profile", "default"),
                     seed=seed if seed is not None else int(file_cfg.get("seed", 0)),
                     method_options=options, domains=tuple(dom) if dom else None,
-                    in_distribution=in_distribution)
+                    in_distribution=in_distribution, judge=judge)
     # Check names and options before anything is created or loaded.
     resolve_solver(cfg.method, cfg.method_options)
     get_profile(cfg.profile)
@@ -161,13 +166,14 @@ def eval_(
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory."),
     edition: str = typer.Option("se-amazon", "--edition", help="Data edition."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Raw data folder."),
+    judge: str = typer.Option("proxy", "--judge", help="Win-rate judge: proxy (gold RM, offline), openai:MODEL, or a config name."),
 ) -> None:
     """Evaluate an already aligned checkpoint on every held-out domain (no training)."""
     from .external import ExternalPolicy
     from .runner import RunConfig, default_run_dir, run as run_task
 
     cfg = RunConfig(method="external", task=task, edition=edition, profile=profile, seed=seed,
-                    method_options={"policy": policy}, in_distribution=False)
+                    method_options={"policy": policy}, in_distribution=False, judge=judge)
     run_dir = out or default_run_dir(cfg)
     err_console.print(f"run directory: {run_dir}", soft_wrap=True)
     results = run_task(cfg, out=run_dir, data_dir=str(data_dir) if data_dir else None, console=err_console,
@@ -243,6 +249,15 @@ def data_card(
     console.print(f"wrote {path}")
 
 
+def _judge_command_loader():
+    from .judges.command import judge_command
+
+    return judge_command
+
+
+app.command("judge")(_judge_command_loader())
+
+
 @app.command("ls")
 def ls(
     what: str = typer.Argument(..., help="methods | tasks | domains | metrics | judges"),
@@ -250,7 +265,7 @@ def ls(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show method options with help text."),
 ) -> None:
     """List registered methods, tasks, domains, metrics or judges."""
-    from .registry import judges, solvers
+    from .registry import solvers
     from .solver import config_help
     from .tasks import list_tasks
 
@@ -286,9 +301,11 @@ def ls(
             table.add_row(name, desc)
         console.print(table)
     elif what == "judges":
-        table = Table("judge")
-        for name in judges.names():
-            table.add_row(name)
+        from .judges import available_judges
+
+        table = Table("judge", "description")
+        for name, desc in available_judges():
+            table.add_row(name, desc)
         console.print(table)
     else:
         raise UsageError(f"Unknown listing {what!r}; choose one of: methods, tasks, domains, metrics, judges")

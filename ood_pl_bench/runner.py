@@ -44,6 +44,7 @@ class RunConfig:
     method_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "solver config overrides"})
     domains: tuple[str, ...] | None = field(default=None, metadata={"help": "restrict to these held-out domains"})
     in_distribution: bool = field(default=True, metadata={"help": "also score source test pairs (gap)"})
+    judge: str = field(default="proxy", metadata={"help": "win-rate judge: proxy (gold RM), openai:MODEL or a config name"})
 
     def key(self) -> str:
         """Hash of everything that changes results (for resume safety)."""
@@ -134,8 +135,30 @@ class Environment:
     models: dict[str, Any]
     seed: int
     timer: PhaseTimer
+    judge: Any = None     # win-rate judge (ood_pl_bench.judges)
     console: Any = None
     progress: Any = None
+
+    def reference_generations(self, domain: str, prompts: list[dict], seed: int) -> list[dict]:
+        """pi_ref's generations on a domain's evaluation prompts (cached: shared by every method)."""
+        from .evaluation import score_generations
+        from .paths import cache_dir
+
+        key = stable_hash({"policy": self.models["policy"].revision, "data": self.edition.data_hash,
+                           "domain": domain, "prompts": [p["prompt_id"] for p in prompts],
+                           "decoding": dataclasses.asdict(self.task.eval_decoding),
+                           "k": self.task.samples_per_eval_prompt, "seed": seed,
+                           "truncation": [self.task.max_prompt_tokens, self.task.max_response_tokens],
+                           "gold": getattr(self.gold, "info", {}).get("gold", {}).get("key")})
+        path = cache_dir() / "reference" / "eval-generations" / f"{domain}-{key}.jsonl"
+        if path.exists():
+            return read_jsonl(path)
+        with self.timer("reference"):
+            rows = score_generations(self.policy, DomainPolicy(), prompts, gold=self.gold,
+                                     decoding=self.task.eval_decoding, num_samples=self.task.samples_per_eval_prompt,
+                                     seed=seed, batch_size=self.profile.batch_size, timer=self.timer)
+        write_jsonl(path, rows)
+        return rows
 
     def reference_pair_logprobs(self, pairs: list[dict], domain: str, split: str) -> dict:
         """Cached reference log-probs of the pairs (shared by every method)."""
@@ -158,7 +181,7 @@ class Environment:
 
 
 def load_environment(task_name: str, edition_name: str, profile: Profile, seed: int, *,
-                     data_dir: str | None = None, policy_spec: str | None = None,
+                     data_dir: str | None = None, policy_spec: str | None = None, judge: str = "proxy",
                      console: Any = None, progress: Any = None) -> Environment:
     """Load the edition, the evaluation policy and the gold reward model (building caches once)."""
     from .data.edition import load_edition
@@ -176,23 +199,19 @@ def load_environment(task_name: str, edition_name: str, profile: Profile, seed: 
         policy = Policy(resolved_policy, task, dtype=profile.dtype, seed=seed)
     with timer("gold"):
         gold = gold_reward_model(task, edition, profile, progress=progress)
+    from .judges import resolve_judge
+
     models = {"policy": resolved_policy, "reward_backbone": resolved_rm}
     return Environment(task=task, profile=profile, edition=edition, policy=policy, gold=gold,
-                       models=models, seed=seed, timer=timer, console=console, progress=progress)
+                       models=models, seed=seed, timer=timer, judge=resolve_judge(judge, gold=gold),
+                       console=console, progress=progress)
 
 
-def _write_domain(run_dir: Path, role: str, domain: str, payload: dict, pair_rows: list[dict],
-                  gen_rows: list[dict]) -> dict:
-    samples = {}
-    for kind, rows in (("pairs", pair_rows), ("generations", gen_rows)):
-        if kind == "generations" and role == "source":
-            continue
-        rel = f"samples/{role}/{domain}.{kind}.jsonl"
-        write_jsonl(run_dir / rel, rows)
-        samples[kind] = {"path": rel, "sha256": sha256_file(run_dir / rel), "rows": len(rows)}
-    payload["samples"] = samples
-    write_json(run_dir / "domains" / role / f"{domain}.json", payload)
-    return payload
+def write_sample_file(run_dir: Path, role: str, domain: str, kind: str, rows: list[dict]) -> dict:
+    """Write one per-sample file atomically; return its ``samples`` entry (path, sha256, rows)."""
+    rel = f"samples/{role}/{domain}.{kind}.jsonl"
+    write_jsonl(run_dir / rel, rows)
+    return {"path": rel, "sha256": sha256_file(run_dir / rel), "rows": len(rows)}
 
 
 def evaluate_domain(env: Environment, run_dir: Path, fold_name: str, role: str, domain: str,
@@ -209,20 +228,36 @@ def evaluate_domain(env: Environment, run_dir: Path, fold_name: str, role: str, 
                             batch_size=profile.batch_size, timer=env.timer)
     metrics = protocol.pair_metrics(pair_rows, explicit_likelihood=domain_policy.explicit_likelihood,
                                     has_reward_model=reward_model is not None, beta=beta)
-    gen_rows: list[dict] = []
+    samples = {"pairs": write_sample_file(run_dir, role, domain, "pairs", pair_rows)}
     n_prompts = 0
     if role == "held_out":
+        from .judges.command import record_domain_judgement
+
         prompts = profile.limit_eval_prompts(env.edition.prompts(task.name, domain, "prompts"))
         n_prompts = len(prompts)
-        gen_rows = score_generations(
-            env.policy, domain_policy, prompts, gold=env.gold, decoding=task.eval_decoding,
-            num_samples=task.samples_per_eval_prompt, seed=derive_seed(env.seed, f"generate:{domain}"),
-            batch_size=profile.batch_size, timer=env.timer)
+        # The same sampling seed for the method and pi_ref: the reference method then ties exactly.
+        gen_seed = derive_seed(env.seed, f"generate:{domain}")
+        ref_rows = env.reference_generations(domain, prompts, gen_seed)
+        if domain_policy.is_reference:
+            gen_rows = ref_rows
+        else:
+            gen_rows = score_generations(
+                env.policy, domain_policy, prompts, gold=env.gold, decoding=task.eval_decoding,
+                num_samples=task.samples_per_eval_prompt, seed=gen_seed, batch_size=profile.batch_size,
+                timer=env.timer)
         metrics.update(protocol.generation_metrics(gen_rows, explicit_likelihood=domain_policy.explicit_likelihood))
+        samples["generations"] = write_sample_file(run_dir, role, domain, "generations", gen_rows)
+        samples["reference_generations"] = write_sample_file(run_dir, role, domain, "reference_generations", ref_rows)
+        with env.timer("judging"):
+            judge_metrics, judge_samples, _ = record_domain_judgement(
+                run_dir, domain, env.judge, prompts, gen_rows, ref_rows, seed=env.seed)
+        metrics.update(judge_metrics)
+        samples.update(judge_samples)
     payload = {"domain": domain, "task": task.name, "fold": fold_name, "role": role, "metrics": metrics,
-               "n_test_pairs": len(pairs), "n_eval_prompts": n_prompts,
+               "n_test_pairs": len(pairs), "n_eval_prompts": n_prompts, "samples": samples,
                "wall_time_s": round(time.perf_counter() - start, 3)}
-    return _write_domain(run_dir, role, domain, payload, pair_rows, gen_rows)
+    write_json(run_dir / "domains" / role / f"{domain}.json", payload)
+    return payload
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
@@ -272,7 +307,7 @@ def run(cfg: RunConfig, *, out: Path | None = None, data_dir: str | None = None,
     wall_start = time.perf_counter()
     progress = progress_factory() if progress_factory else None
     with (progress if progress is not None else contextlib.nullcontext()):
-        env = load_environment(cfg.task, cfg.edition, profile, cfg.seed, data_dir=data_dir,
+        env = load_environment(cfg.task, cfg.edition, profile, cfg.seed, data_dir=data_dir, judge=cfg.judge,
                                console=console, progress=progress)
         new_units = 0
 
@@ -353,7 +388,7 @@ def load_domain_payloads(run_dir: Path, role: str) -> dict[str, dict]:
 
 def load_rows(run_dir: Path, payload: dict) -> dict[str, list[dict]]:
     """The per-sample rows of a domain payload: {"pairs": [...], "generations": [...]}."""
-    rows = {"pairs": [], "generations": []}
+    rows: dict[str, list[dict]] = {"pairs": [], "generations": []}
     for kind, info in payload.get("samples", {}).items():
         rows[kind] = read_jsonl(run_dir / info["path"])
     return rows
@@ -364,15 +399,18 @@ def assemble_results(cfg: RunConfig, run_dir: Path, env: Environment, method_con
     """Build the results.json dict from the written domain files (the same path validate takes)."""
     from . import protocol
     from .envinfo import device_name, git_commit, package_versions
+    from .judges.win_rate import aggregate_judgements
 
     held = load_domain_payloads(run_dir, "held_out")
     source = load_domain_payloads(run_dir, "source")
     order = {d: i for i, d in enumerate(env.task.domains)}
     held = dict(sorted(held.items(), key=lambda kv: order.get(kv[0], 99)))
     source = dict(sorted(source.items(), key=lambda kv: order.get(kv[0], 99)))
+    held_rows = {d: load_rows(run_dir, p) for d, p in held.items()}
     aggregates = protocol.aggregate(
-        {d: p["metrics"] for d, p in held.items()}, {d: load_rows(run_dir, p) for d, p in held.items()},
+        {d: p["metrics"] for d, p in held.items()}, held_rows,
         {d: p["metrics"] for d, p in source.items()}, {d: load_rows(run_dir, p) for d, p in source.items()})
+    aggregates["held_out"].update(aggregate_judgements(held_rows))
     phase: dict[str, float] = {}
     for unit in manifest.units.values():
         for k, v in unit.get("phase_times_s", {}).items():
@@ -395,7 +433,7 @@ def assemble_results(cfg: RunConfig, run_dir: Path, env: Environment, method_con
         "seed": cfg.seed,
         "models": {k: {"model_id": v.model_id, "revision": v.revision, "source": v.source}
                    for k, v in env.models.items()},
-        "judge": None,
+        "judge": env.judge.judge_id if env.judge is not None else None,
         "protocol": {
             "max_prompt_tokens": task.max_prompt_tokens, "max_response_tokens": task.max_response_tokens,
             "eval_decoding": dataclasses.asdict(task.eval_decoding),

@@ -49,6 +49,11 @@ class DomainPolicy:
     model: Any = None
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def is_reference(self) -> bool:
+        """True when this is pi_ref itself (no adapter, no separate model, no custom sampler)."""
+        return self.adapter is None and self.model is None and self.generate is None and self.explicit_likelihood
+
 
 class FoldData:
     """A solver's view of the data of one fold: source labels only.

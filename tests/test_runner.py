@@ -36,7 +36,12 @@ def test_reference_smoke_null_row(smoke_env, task):
         assert d.metrics["kl"].value == 0.0
         assert d.metrics["rm_accuracy"].applicable is False
         assert d.fold and d.task == task
+        # the offline proxy judge is named in every win-rate column; pi_ref vs itself ties
+        win = [k for k in d.metrics if k.startswith("win_rate[proxy:gold-rm")]
+        assert len(win) == 1 and d.metrics[win[0]].value == 0.5
     assert parsed.aggregates.held_out["pl_accuracy"].value == 0.5
+    assert parsed.judge.startswith("proxy:gold-rm")
+    assert any(k.startswith("win_rate[") for k in parsed.aggregates.held_out)
     assert parsed.reduced is True
     assert {d.role for d in parsed.domains} == {"held_out", "source"}
     # per-sample files refer to items by id and hash, never copy source text

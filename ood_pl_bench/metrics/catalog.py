@@ -9,5 +9,6 @@ METRICS: dict[str, str] = {
     "rm_accuracy": "the method's own reward model on the same test pairs",
     "gold_reward": "mean gold reward of generations on the domain's evaluation prompts",
     "kl": "mean sum_t (log pi - log pi_ref) on those generations (paired with gold_reward)",
-    "win_rate": "judge preference of the method's generation over pi_ref's, both orders, tie 0.5",
+    "win_rate[JUDGE]": "judge preference of the method's generation over pi_ref's, both orders (disagreement = tie), tie 0.5",
+    "lc_win_rate[JUDGE]": "length-controlled win rate: logistic fit of outcomes on the length difference, at zero difference",
 }
