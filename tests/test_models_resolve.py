@@ -91,6 +91,19 @@ def test_unknown_and_offline_specs_fail_clearly(cache):
         R.resolve_policy("bad spec!")
 
 
+
+def test_offline_default_hub_id_points_to_the_alias(cache, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def not_cached(repo_id, **kw):
+        raise LocalEntryNotFoundError("not cached")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", not_cached)
+    with pytest.raises(ModelError, match="use 'smollm2' for the offline copy"):
+        R.resolve_policy("HuggingFaceTB/SmolLM2-135M-Instruct")
+
+
 def test_hub_network_failure_is_a_model_error(cache, monkeypatch):
     import huggingface_hub
     from huggingface_hub.errors import LocalEntryNotFoundError

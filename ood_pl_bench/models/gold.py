@@ -52,22 +52,23 @@ def gold_cache_key(task: TaskSpec, edition: Any, backbone: dict, config: RMTrain
 
 
 def gold_reward_model(task: TaskSpec, edition: Any, profile: Profile, progress: Any = None,
-                      config: RMTrainConfig | None = None) -> RewardModel:
+                      config: RMTrainConfig | None = None, device: str = "cpu") -> RewardModel:
     """The gold reward model of ``task``: loaded from the cache, or trained once and cached.
 
     ``edition`` provides ``pairs(task, domain, split)``, ``labeled(task, split, domain=None)`` and
-    ``data_hash``. ``config`` overrides :func:`gold_train_config` (the key follows it).
+    ``data_hash``. ``config`` overrides :func:`gold_train_config` (the key follows it). Training
+    and the returned model use ``device``.
     """
     resolved = resolve_reward_backbone(profile.reward_backbone)
     config = config or gold_train_config(profile, resolved.source)
     key = gold_cache_key(task, edition, resolved.to_dict(), config)
     folder = cache_dir() / "gold" / key
     if (folder / REWARD_MODEL_FILE).is_file():
-        return RewardModel.load(folder)
+        return RewardModel.load(folder, device=device)
     with file_lock(folder.with_name(f".{key}.lock")):
         if (folder / REWARD_MODEL_FILE).is_file():  # built by a concurrent process meanwhile
-            return RewardModel.load(folder)
-        rm = RewardModel.from_pretrained(resolved, seed=config.seed)
+            return RewardModel.load(folder, device=device)
+        rm = RewardModel.from_pretrained(resolved, seed=config.seed, device=device)
         examples, per_domain = gold_training_examples(task, edition, config.max_examples)
         # The subset is chosen here (balanced); the trainer must not subsample again.
         train_config = dataclasses.replace(config, max_examples=None)

@@ -242,6 +242,20 @@ def _hub_local_cache(repo_id: str, model_id: str, tried: list[str]) -> ResolvedM
 
 
 def _hub_model(spec: str, tried: list[str], role: str) -> ResolvedModel:
+    hint = ""
+    if spec.lower() == SMOLLM2_HUB_ID.lower():
+        hint = f"; use {SMOLLM2_ALIAS!r} for the offline copy in the PyPI wheel {SMOLLM2_WHEEL}"
+    elif spec.lower() == MINILM_HUB_ID.lower():
+        hint = f"; use {MINILM_ALIAS!r} for the offline copy in the PyPI wheel {MINILM_WHEEL}"
+    try:
+        return _hub_model_inner(spec, tried, role)
+    except ModelError as exc:
+        if hint:
+            raise ModelError(exc.message + hint) from None
+        raise
+
+
+def _hub_model_inner(spec: str, tried: list[str], role: str) -> ResolvedModel:
     if not HUB_ID_RE.match(spec):
         raise ModelError(f"Cannot resolve {role} {spec!r}: tried {'; '.join(tried)}; "
                          "it is not a Hugging Face hub id either")
@@ -261,6 +275,8 @@ def _hub_model(spec: str, tried: list[str], role: str) -> ResolvedModel:
         raise ModelError(f"Cannot resolve {role} {spec!r}: tried {'; '.join(tried)}") from None
     if not (folder / "config.json").is_file():
         raise ModelError(f"Hub repository {spec!r} has no config.json: not a transformers model")
+    if not any(p.suffix == ".safetensors" for p in folder.iterdir()):
+        raise ModelError(f"Hub repository {spec!r} has no safetensors weights (only those are fetched)")
     return ResolvedModel(spec, folder, _snapshot_revision(folder), "hub")
 
 
@@ -481,14 +497,18 @@ def _staging_dir(target: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' progress bars (shard writing) while building cached folders."""
+    """Silence transformers' progress bars and load reports (e.g. the unused BERT pooler) while
+    loading or building models; errors still surface as exceptions."""
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     try:
         yield
     finally:
+        hf_logging.set_verbosity(verbosity)
         if was_enabled:
             hf_logging.enable_progress_bar()
 
