@@ -89,34 +89,38 @@ def score_generations(
     texts = [p["prompt"] for p in prompts]
     with timer("generation"):
         if domain_policy.generate is not None:
-            samples = domain_policy.generate(texts, num_samples=num_samples, seed=seed)
+            # A custom sampler returns texts; treat them as finished (ended by EOS).
+            samples = [[{"text": t, "finished": True} for t in group]
+                       for group in domain_policy.generate(texts, num_samples=num_samples, seed=seed)]
         else:
             with policy_scorer(policy, domain_policy) as sampler:
-                generated = sampler.generate(texts, decoding, num_samples=num_samples, seed=seed,
-                                             batch_size=batch_size)
-            samples = [[s["text"] for s in group] for group in generated]
-    flat = [(p, text) for p, group in zip(prompts, samples) for text in group]
+                samples = sampler.generate(texts, decoding, num_samples=num_samples, seed=seed,
+                                           batch_size=batch_size)
+    flat = [(p, s["text"]) for p, group in zip(prompts, samples) for s in group]
     flat_prompts = [p["prompt"] for p, _ in flat]
     flat_texts = [t for _, t in flat]
+    # A sample cut at max_new_tokens did not end: scoring it must not add an EOS it never sampled.
+    finished = [bool(s.get("finished", True)) for group in samples for s in group]
     if not flat:
         return []
     with timer("scoring"):
         rewards = gold.score(flat_prompts, flat_texts, batch_size=batch_size).tolist()
         ref_lp = policy_lp = None
         if domain_policy.explicit_likelihood:
-            ref_lp = policy.sequence_logprobs(flat_prompts, flat_texts, batch_size=batch_size).tolist()
+            ref_lp = policy.sequence_logprobs(flat_prompts, flat_texts, batch_size=batch_size, eos=finished).tolist()
             if domain_policy.adapter is None and domain_policy.model is None:
                 policy_lp = list(ref_lp)
             else:
                 with policy_scorer(policy, domain_policy) as scorer:
-                    policy_lp = scorer.sequence_logprobs(flat_prompts, flat_texts, batch_size=batch_size).tolist()
+                    policy_lp = scorer.sequence_logprobs(flat_prompts, flat_texts, batch_size=batch_size,
+                                                         eos=finished).tolist()
     rows = []
     sample_index: dict[str, int] = {}
     for i, ((p, text), reward) in enumerate(zip(flat, rewards)):
         k = sample_index.get(p["prompt_id"], 0)
         sample_index[p["prompt_id"]] = k + 1
         row = {"prompt_id": p["prompt_id"], "sample": k, "prompt_hash": sha256_text(p["prompt"])[:16],
-               "text": text, "gold_reward": float(reward)}
+               "text": text, "finished": finished[i], "gold_reward": float(reward)}
         if policy_lp is not None:
             row.update(policy_logprob=float(policy_lp[i]), ref_logprob=float(ref_lp[i]),
                        kl=float(policy_lp[i] - ref_lp[i]))

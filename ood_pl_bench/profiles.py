@@ -32,8 +32,9 @@ class Profile:
     reference_samples_per_prompt: int | None = field(default=None, metadata={"help": "override k of Y_m(x)"})
     max_prompt_tokens: int | None = field(default=None, metadata={"help": "override prompt truncation"})
     max_response_tokens: int | None = field(default=None, metadata={"help": "override response truncation"})
-    gold_max_examples: int = field(default=1200, metadata={"help": "oracle examples used to train a gold RM"})
-    gold_epochs: int = field(default=2, metadata={"help": "epochs of gold RM training"})
+    # Sized for a 2-core CPU: the gold RM is trained once per edition and cached (about 3 minutes).
+    gold_max_examples: int = field(default=800, metadata={"help": "oracle examples used to train a gold RM"})
+    gold_epochs: int = field(default=1, metadata={"help": "epochs of gold RM training"})
     batch_size: int = field(default=8, metadata={"help": "scoring / generation batch size"})
 
     def limit(self, rows: list, cap: int | None) -> list:

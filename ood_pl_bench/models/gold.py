@@ -38,7 +38,7 @@ def gold_train_config(profile: Profile, source: str) -> RMTrainConfig:
     ones (which start from noise and would not move at fine-tuning rates)."""
     return RMTrainConfig(lr=1e-3 if source == "tiny" else 5e-5, epochs=profile.gold_epochs,
                          batch_size=16, max_examples=profile.gold_max_examples, seed=0,
-                         weight_decay=0.01)
+                         weight_decay=0.01, bf16=profile.dtype == "bf16")
 
 
 def gold_cache_key(task: TaskSpec, edition: Any, backbone: dict, config: RMTrainConfig) -> str:

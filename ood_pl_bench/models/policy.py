@@ -105,6 +105,9 @@ class Policy:
             raise ModelError(f"Cannot load policy {resolved.model_id!r} from {resolved.path}: {exc}") from None
         if self.tokenizer.eos_token_id is None:
             raise ModelError(f"Tokenizer of {resolved.model_id!r} has no EOS token")
+        # We tokenize whole texts and truncate to the protocol's lengths ourselves: silence the
+        # tokenizer's "longer than the maximum sequence length" warning about untruncated text.
+        self.tokenizer.model_max_length = int(1e9)
         self.eos_token_id = int(self.tokenizer.eos_token_id)
         self.pad_token_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
                                 else self.eos_token_id)

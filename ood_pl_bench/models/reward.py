@@ -249,6 +249,8 @@ class RMTrainConfig:
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases/norms)"})
     warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps of linear warm-up"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clipping (0 = off)"})
+    bf16: bool = field(default=False, metadata={
+        "help": "bf16 autocast for forward and backward (weights and optimizer stay fp32); ~2x on CPU"})
 
     def validate(self) -> None:
         """Raise ValueError for impossible values."""
@@ -328,7 +330,9 @@ def _train(rm: RewardModel, examples: list[dict], config: RMTrainConfig, loss_fn
                 perm = torch.randperm(len(examples), generator=gen).tolist()
                 for lo in range(0, len(perm), config.batch_size):
                     batch_rows = [examples[i] for i in perm[lo:lo + config.batch_size]]
-                    loss = loss_fn(batch_rows)
+                    device_type = next(rm.parameters()).device.type
+                    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=config.bf16):
+                        loss = loss_fn(batch_rows).float()
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     if config.max_grad_norm > 0:
