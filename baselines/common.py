@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch
 
 from ood_pl_bench.io import atomic_path, read_json, sha256_text, stable_hash, write_json
+from ood_pl_bench.solver import Solver
 
 # --- seeds, schedules, adapters, curves ------------------------------------------------------------
 
@@ -181,3 +182,44 @@ def _tail_mean(values: list[float], n: int = 10) -> float | None:
     tail = values[-n:]
     return sum(tail) / len(tail) if tail else None
 
+
+
+class BTRewardSolver(Solver):
+    """Base of the solvers built on the fold's Bradley-Terry reward model (``ppo``, ``rwr``, ``bon``).
+
+    ``fit`` trains r_ψ (or loads it from the shared cache); a resumed run reloads it; the runner
+    scores it for rm_accuracy. Subclasses implement ``policy_for``. Their config must derive from
+    :class:`BTRewardOptions`.
+    """
+
+    has_reward_model = True
+
+    def __init__(self, config: Any, ctx: Any):
+        super().__init__(config, ctx)
+        self.rm: Any = None
+        self._policy: Any = None
+
+    def fit(self) -> None:
+        """Train (or load from the cache) the fold's Bradley-Terry reward model r_ψ."""
+        self.rm = bt_reward_model(self.ctx, self.config)
+
+    def policy(self) -> Any:
+        """The solver's own policy, created on first use (adapters at θ₀ between uses)."""
+        if self._policy is None:
+            self._policy = self.ctx.make_policy()
+        return self._policy
+
+    def reward_model(self) -> Any:
+        """The Bradley-Terry reward model r_ψ (scored for rm_accuracy)."""
+        return self.rm
+
+    def save(self, directory: Path) -> None:
+        """Nothing beyond ``bt_rm.json``: r_ψ itself lives in the shared cache."""
+
+    def load(self, directory: Path) -> bool:
+        """Reload r_ψ after an interrupted run (retrained, identically, if the cache was cleared);
+        False when ``fit`` never finished in ``directory``."""
+        if not (Path(directory) / "bt_rm.json").exists():
+            return False
+        self.rm = bt_reward_model(self.ctx, self.config)
+        return True

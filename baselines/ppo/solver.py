@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-from ood_pl_bench.solver import DomainPolicy, Solver
+from ood_pl_bench.solver import DomainPolicy
 
-from ..common import BTRewardOptions, Curves, bt_reward_model, load_adapter, resolve_seed, save_adapter
+from ..common import BTRewardOptions, BTRewardSolver, load_adapter, resolve_seed, save_adapter
 from .ppo import PPOHyper, train_ppo
 
 
@@ -34,31 +35,28 @@ class PPOConfig(BTRewardOptions, PPOHyper):
         return PPOHyper(**{f.name: getattr(self, f.name) for f in fields(PPOHyper)})
 
 
-class PPOSolver(Solver):
+class PPOSolver(BTRewardSolver):
     """Bradley-Terry RM on pooled source pairs, then PPO on each held-out domain's prompts."""
 
     name = "ppo"
     description = "BT reward model on source pairs, then PPO (r - beta*KL) on each held-out domain's prompts"
     Config = PPOConfig
-    has_reward_model = True
 
-    def __init__(self, config: PPOConfig, ctx):
-        super().__init__(config, ctx)
-        self.rm = None
-        self._policy = None
-
-    def fit(self) -> None:
-        """Train (or load from the cache) the fold's Bradley-Terry reward model."""
-        self.rm = bt_reward_model(self.ctx, self.config)
+    def use_reward_model(self, reward_model: Any) -> None:
+        """Run PPO with ``reward_model`` instead of the Bradley-Terry one (``metarm``'s
+        ``meta_test=ppo`` hands its meta-learned r_φ over through this hook)."""
+        self.rm = reward_model
 
     def policy_for(self, domain: str) -> DomainPolicy:
-        """PPO from θ₀ on ``domain``'s training prompts; the adapter is kept in the solver folder."""
+        """PPO from θ₀ on ``domain``'s training prompts; the adapter and curves are kept in
+        ``<work_dir>/ppo/`` (a resumed run reuses a finished domain)."""
+        if self.rm is None:
+            raise RuntimeError("ppo: policy_for called before fit or load")
         path = Path(self.ctx.work_dir) / "ppo" / f"{domain}.safetensors"
+        info = {"method": "ppo", "fold": self.ctx.fold.name, "domain": domain}
         if path.exists():
-            return DomainPolicy(adapter=load_adapter(path), info={"adapter": "ppo", "domain": domain})
-        if self._policy is None:
-            self._policy = self.ctx.make_policy()
-        policy = self._policy
+            return DomainPolicy(adapter=load_adapter(path), info=info)
+        policy = self.policy()
         policy.load_adapter_state(None)  # θ₀ = π_ref for every domain
         prompts = [p["prompt"] for p in self.ctx.data.train_prompts(domain)]
         rm, batch_size = self.rm, self.ctx.profile.batch_size
@@ -68,28 +66,14 @@ class PPOSolver(Solver):
 
         seed = resolve_seed(self.config.seed, self.ctx.seed, f"ppo:{domain}")
         self.ctx.log(f"ppo on {domain}: {len(prompts)} prompts, {self.config.updates} iterations")
-        curves = train_ppo(policy, prompts, reward, self.config.hyper(), self.ctx.task.eval_decoding, seed,
-                           log=self.ctx.log, progress=self.ctx.progress)
-        adapter = policy.adapter_state()
-        policy.load_adapter_state(None)
+        try:
+            curves = train_ppo(policy, prompts, reward, self.config.hyper(), self.ctx.task.eval_decoding,
+                               seed, log=self.ctx.log, progress=self.ctx.progress)
+            adapter = policy.adapter_state()
+        finally:
+            policy.load_adapter_state(None)
         save_adapter(path, adapter)
         curves.save(path.with_suffix(".curves.json"))
-        return DomainPolicy(adapter=adapter, info={"adapter": "ppo", "domain": domain})
-
-    def reward_model(self):
-        """The Bradley-Terry reward model r_ψ (scored for rm_accuracy)."""
-        return self.rm
-
-    def save(self, directory: Path) -> None:
-        """Nothing beyond ``bt_rm.json``: the reward model lives in the shared cache."""
-
-    def load(self, directory: Path) -> bool:
-        """Reload the fold's reward model; False when it was never trained."""
-        if not (Path(directory) / "bt_rm.json").exists():
-            return False
-        self.rm = bt_reward_model(self.ctx, self.config)
-        return True
-
-    def training_curves(self) -> dict[str, list[float]]:
-        """Per-domain PPO curves are written beside each domain's adapter (``ppo/<domain>.curves.json``)."""
-        return Curves().as_dict()
+        info["final_score"] = curves.data["score"][-1] if curves.data.get("score") else None
+        info["final_kl"] = curves.data["kl"][-1] if curves.data.get("kl") else None
+        return DomainPolicy(adapter=adapter, info=info)
