@@ -257,6 +257,13 @@ def _judge_command_loader():
 
 app.command("judge")(_judge_command_loader())
 
+from .leaderboard.commands import compare_command, leaderboard_command, submit_command, validate_command  # noqa: E402
+
+app.command("submit")(submit_command)
+app.command("validate")(validate_command)
+app.command("leaderboard")(leaderboard_command)
+app.command("compare")(compare_command)
+
 
 @app.command("ls")
 def ls(
