@@ -158,7 +158,8 @@ def bt_reward_model(ctx: Any, options: BTRewardOptions):
     config = options.rm_train_config(ctx.seed, ctx.fold.name)
     rm = ctx.make_reward_model()
     key = stable_hash({
-        "format": BT_RM_FORMAT, "pairs": pairs_fingerprint(pairs), "backbone": {k: rm.backbone_info.get(k) for k in ("model_id", "revision")},
+        "format": BT_RM_FORMAT, "pairs": pairs_fingerprint(pairs),
+        "backbone": {k: rm.backbone_info.get(k) for k in ("model_id", "revision")},
         "max_length": rm.max_length, "train": dataclasses.asdict(config),
         "head": hashlib.sha256(rm.head.weight.detach().cpu().numpy().tobytes()).hexdigest(),
     })[:20]

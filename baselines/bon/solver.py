@@ -26,11 +26,13 @@ class BoNConfig(BTRewardOptions):
 
     n: int = field(default=4, metadata={
         "help": "candidates drawn from π_ref per returned sample (generation cost grows n-fold)"})
+    batch_size: int = field(default=16, metadata={
+        "help": "generation batch size of the candidates (larger batches sample faster on CPU)"})
 
     def validate(self) -> None:
         """Raise ValueError for impossible values."""
-        if self.n < 1:
-            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.n < 1 or self.batch_size < 1:
+            raise ValueError(f"n and batch_size must be >= 1, got {self.n}, {self.batch_size}")
         self.validate_rm()
 
 
@@ -78,7 +80,7 @@ class BoNSolver(BTRewardSolver):
         policy, n = self.policy(), self.config.n
         policy.load_adapter_state(None)
         groups = policy.generate(prompts, self.ctx.task.eval_decoding, num_samples=num_samples * n, seed=seed,
-                                 batch_size=self.ctx.profile.batch_size, reference=True)
+                                 batch_size=self.config.batch_size, reference=True)
         texts = [[s["text"] for s in group] for group in groups]
         flat_prompts = [p for p, group in zip(prompts, texts) for _ in group]
         flat_texts = [t for group in texts for t in group]

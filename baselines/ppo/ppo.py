@@ -180,13 +180,16 @@ def token_forward(policy, value_head: ValueHead | None, batch: dict[str, torch.T
 def sample(policy, prompts: Sequence[str], decoding, seed: int, batch_size: int) -> list[list[int]]:
     """One response per prompt from the current policy: generated token ids, ending with a stop
     token when the sample finished. Seeded through a forked global RNG (deterministic on CPU)."""
+    from transformers import GenerationConfig
+
     prompt_ids = [policy.prompt_ids(p) for p in prompts]
     greedy = decoding.temperature <= 0
-    kwargs = dict(do_sample=not greedy, max_new_tokens=min(decoding.max_new_tokens, policy.task.max_response_tokens),
-                  eos_token_id=list(policy.stop_token_ids), pad_token_id=policy.pad_token_id, num_beams=1)
-    if not greedy:
-        kwargs.update(temperature=float(decoding.temperature), top_p=float(decoding.top_p),
-                      top_k=int(decoding.top_k) or None)
+    config = GenerationConfig(  # explicit: no model-specific sampling defaults leak in
+        do_sample=not greedy, num_beams=1, repetition_penalty=1.0,
+        max_new_tokens=min(decoding.max_new_tokens, policy.task.max_response_tokens),
+        eos_token_id=list(policy.stop_token_ids), pad_token_id=policy.pad_token_id,
+        temperature=None if greedy else float(decoding.temperature),
+        top_p=None if greedy else float(decoding.top_p), top_k=None if greedy else int(decoding.top_k))
     out: list[list[int]] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -201,7 +204,7 @@ def sample(policy, prompts: Sequence[str], decoding, seed: int, batch_size: int)
             with torch.autocast(device_type=policy.device.type, dtype=torch.bfloat16,
                                 enabled=getattr(policy, "dtype", "fp32") == "bf16"):
                 gen = policy.model.generate(input_ids=ids.to(policy.device), attention_mask=attn.to(policy.device),
-                                            **kwargs)
+                                            generation_config=config)
             for row in gen[:, width:].cpu().tolist():
                 for pos, t in enumerate(row):
                     if t in policy.stop_token_ids:
@@ -267,8 +270,14 @@ def make_rollout(policy, value_head: ValueHead, prompts: Sequence[str], response
     batch = collate(policy, prompts, responses)
     start = score_start(batch)
     mask = batch["response_mask"][:, start + 1:].float()
-    logprobs, values = token_forward(policy, value_head, batch, start)
-    ref_logprobs, _ = token_forward(policy, None, batch, start, reference=True)
+    logprobs, values, ref_logprobs = [], [], []
+    for lo in range(0, mask.shape[0], hp.minibatch_size):  # chunks bound the [B, T, vocab] logits
+        rows = {k: v[lo:lo + hp.minibatch_size] for k, v in batch.items()}
+        lp, v = token_forward(policy, value_head, rows, start)
+        logprobs.append(lp)
+        values.append(v)
+        ref_logprobs.append(token_forward(policy, None, rows, start, reference=True)[0])
+    logprobs, values, ref_logprobs = torch.cat(logprobs), torch.cat(values), torch.cat(ref_logprobs)
     kl_tokens = (logprobs - ref_logprobs) * mask
     rewards = -beta * kl_tokens
     last = (mask.cumsum(-1) * mask).argmax(-1)  # index of each row's last response token
