@@ -44,8 +44,11 @@ class PPOHyper:
     """The algorithm's hyperparameters (``baselines.ppo.PPOConfig`` adds the reward model's).
 
     Defaults follow Huang et al. 2024 / Ziegler et al. 2019 where the budget allows (clip 0.2,
-    value clip 0.2, γ = 1, λ = 0.95, whitened advantages, normalised reward); the number of
-    iterations is sized for the CPU budget of ``oodpl run`` (see ``docs/adding-a-baseline.md``).
+    value clip 0.2, γ = 1, λ = 0.95, whitened advantages, normalised reward). The amount of PPO
+    is sized for ``oodpl run --method ppo`` on a 2-core CPU, where PPO runs once per held-out
+    *and* per source domain (20 times for qa): 2 iterations of 8 prompts and 2 epochs (4 Adam steps,
+    ~25 s) per domain, with a correspondingly large learning rate. That is a short PPO; for a
+    longer one, e.g. ``--set updates=8 rollout_prompts=16 lr=3e-4`` (several times the wall time).
     """
 
     beta: float = field(default=0.05, metadata={
@@ -53,9 +56,9 @@ class PPOHyper:
     kl_target: float | None = field(default=None, metadata={
         "help": "adaptive β (Ziegler et al. 2019): target KL per sample in nats; None keeps β fixed"})
     kl_horizon: int = field(default=10000, metadata={"help": "adaptive β: horizon (samples) of the controller"})
-    lr: float = field(default=3e-4, metadata={"help": "Adam learning rate (LoRA adapters and value head)"})
-    updates: int = field(default=4, metadata={"help": "PPO iterations (rollout + optimisation) per held-out domain"})
-    rollout_prompts: int = field(default=16, metadata={
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (LoRA adapters and value head)"})
+    updates: int = field(default=2, metadata={"help": "PPO iterations (rollout + optimisation) per domain"})
+    rollout_prompts: int = field(default=8, metadata={
         "help": "prompts per rollout (one sample each, from the current policy)"})
     ppo_epochs: int = field(default=2, metadata={"help": "optimisation passes over each rollout"})
     minibatch_size: int = field(default=8, metadata={"help": "samples per gradient step"})
