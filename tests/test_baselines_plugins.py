@@ -110,3 +110,19 @@ def test_a_broken_plugin_warns_by_name_and_the_others_keep_working(monkeypatch):
     with pytest.raises(UsageError, match="failed to import"):
         reg.get("broken-method")
     assert reg.get("dpo").name == "dpo"
+
+
+def test_new_solver_command_function(tmp_path):
+    """The typer command the CLI mounts as ``oodpl new-solver NAME [--dir DIR]``."""
+    import typer
+    from typer.testing import CliRunner
+
+    from ood_pl_bench.scaffold import new_solver_command
+
+    app = typer.Typer()
+    app.command("new-solver")(new_solver_command)
+    app.callback()(lambda: None)  # keep "new-solver" a sub-command
+    result = CliRunner().invoke(app, ["new-solver", "cli-idea", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "pip install -e" in result.output and "--profile smoke" in result.output
+    assert (tmp_path / "oodpl-cli-idea" / "oodpl_cli_idea" / "solver.py").is_file()
