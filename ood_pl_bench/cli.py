@@ -264,6 +264,10 @@ app.command("validate")(validate_command)
 app.command("leaderboard")(leaderboard_command)
 app.command("compare")(compare_command)
 
+from .sweep import sweep_command  # noqa: E402
+
+app.command("sweep")(sweep_command)
+
 
 @app.command("ls")
 def ls(
