@@ -173,7 +173,8 @@ def bt_reward_model(ctx: Any, options: BTRewardOptions):
         ctx.log(f"bt reward model: cached at {folder}")
         rm = RewardModel.load(folder)
     else:
-        ctx.log(f"bt reward model: training on {len(pairs)} pooled source pairs")
+        used = len(pairs) if config.max_examples is None else min(len(pairs), config.max_examples)
+        ctx.log(f"bt reward model: training on {used} of {len(pairs)} pooled source pairs")
         summary = train_bradley_terry(rm, pairs, config, progress=ctx.progress)
         rm.info = {"method": "bradley-terry", "fold": ctx.fold.name, "source_domains": list(ctx.fold.source),
                    "pairs": len(pairs), "steps": summary["steps"], "seconds": summary["seconds"],
