@@ -596,6 +596,7 @@ def sweep_command(
     plot_domains: Optional[str] = typer.Option(None, "--plot-domains", help="Domains drawn in the plot (default all)."),
 ) -> None:
     """Run a grid of runs (methods x tasks x grid x seeds), sharded and resumable; or --collect them."""
+    from rich.markup import escape
     from rich.table import Table
 
     from .cli import _progress, console, err_console
@@ -608,7 +609,7 @@ def sweep_command(
         if rows:
             table = Table(title=f"sweep {folder}: {len(merged['runs'])} finished runs")
             for c in rows[0]:
-                table.add_column(c, justify="left" if c == "run" else "right", no_wrap=True)
+                table.add_column(escape(c), justify="left" if c == "run" else "right", no_wrap=True)
             for row in rows:
                 table.add_row(*(_cell(row.get(c)) for c in rows[0]))
             console.print(table)
