@@ -106,7 +106,7 @@ def _edition(name: str, data_dir: str | None) -> Any:
     """The built edition (loaded once per process and manifest)."""
     from ..data.edition import load_edition
 
-    ed = load_edition(name, data_dir=data_dir)
+    ed = load_edition(name, data_dir=data_dir, build=False)
     return _EDITIONS.setdefault((str(ed.root), ed.data_hash), ed)
 
 
@@ -204,6 +204,14 @@ class _RowIssues:
             report.add(f"{prefix}: {check} ({shown})")
 
 
+def _sample_key(row: dict) -> tuple[str, int] | None:
+    """``(prompt_id, sample)`` of a generation row, or None when they have the wrong types."""
+    pid, k = row.get("prompt_id"), row.get("sample")
+    if isinstance(pid, str) and isinstance(k, int) and not isinstance(k, bool):
+        return pid, k
+    return None
+
+
 def _outcome(diff: float) -> float:
     return 1.0 if diff > 0 else 0.5 if diff == 0 else 0.0
 
@@ -284,6 +292,13 @@ class _Validator:
                 self.add(f"{self.summary_name}: {len(errors) - MAX_SCHEMA_MESSAGES} more schema problems")
             raise _Stop
         self.report.results = self.r
+        # Keys the schema lets a file omit get their schema defaults, so the checks below see them.
+        self.r.setdefault("judge", None)
+        for block in ("held_out", "in_distribution", "gap"):
+            self.r["aggregates"].setdefault(block, {})
+        for d in self.r["domains"]:
+            d.setdefault("n_eval_prompts", 0)
+            d.setdefault("samples", {})
         bad = False
         for i, d in enumerate(self.r["domains"]):
             for name, m in d["metrics"].items():
@@ -328,7 +343,8 @@ class _Validator:
         try:
             self.edition = _edition(r["edition"], self.data_dir)
         except OodplError as exc:
-            self.add(f"cannot check against edition {r['edition']!r}: {exc.message}")
+            self.add(f"cannot check against edition {r['edition']!r} ({exc.message}); build it with "
+                     f"`oodpl data build --edition {r['edition']}` and validate again")
             self.complete = False
             return
         if r["data_hash"] != self.edition.data_hash:
@@ -609,11 +625,11 @@ class _Validator:
                                         ref_explicit) and ok
         if not explicit and any("policy_logprob" in r for r in gen):
             self.add(f"{prefix}: kl is marked not applicable, yet the generations carry policy log-probs")
+        if not ok:
+            return False
         n_prompts = len({r.get("prompt_id") for r in gen})
         if d["n_eval_prompts"] != n_prompts:
             self.add(f"{prefix}: n_eval_prompts is {d['n_eval_prompts']}, but the generations cover {n_prompts} prompts")
-        if not ok:
-            return False
         try:
             recomputed.update(protocol.generation_metrics(gen, explicit_likelihood=explicit))
         except (ValueError, KeyError, TypeError) as exc:
@@ -625,7 +641,7 @@ class _Validator:
                          recomputed: dict) -> bool:
         from ..io import sha256_text
         from ..judges.base import POLICY_FIRST, REFERENCE_FIRST
-        from ..judges.win_rate import judgement_metrics, judgement_outcome, win_rate_key
+        from ..judges.win_rate import judgement_metrics, judgement_outcome, side_preference, win_rate_key
 
         what = f"judgements of {jid}"
         ok = self._fields(prefix, what, rows, ["policy_length", "reference_length"],
@@ -644,9 +660,9 @@ class _Validator:
             return False
         if not ok:
             return False
-        gen = {(r.get("prompt_id"), r.get("sample")): r for r in all_rows.get("generations", [])}
-        ref = {(r.get("prompt_id"), r.get("sample")): r for r in all_rows.get("reference_generations", [])}
-        expected_keys = [(r.get("prompt_id"), r.get("sample")) for r in all_rows.get("generations", [])]
+        gen = {_sample_key(r): r for r in all_rows.get("generations", [])}
+        ref = {_sample_key(r): r for r in all_rows.get("reference_generations", [])}
+        expected_keys = [_sample_key(r) for r in all_rows.get("generations", [])]
         got_keys = [(r["prompt_id"], r["sample"]) for r in rows]
         if got_keys != expected_keys:
             self.add(f"{prefix}: {what}: rows do not judge the generations one by one in order "
@@ -659,7 +675,13 @@ class _Validator:
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 issues.add("verdicts cannot be read", f"{tag}: {exc}")
                 continue
-            if row.get("outcome") != outcome or row.get("status") != status:
+            prefs = (side_preference(row[POLICY_FIRST].get("winner"), POLICY_FIRST),
+                     side_preference(row[REFERENCE_FIRST].get("winner"), REFERENCE_FIRST))
+            if (row.get("preference_policy_first"), row.get("preference_reference_first")) != prefs \
+                    or any(isinstance(v, bool) for v in (row.get("preference_policy_first"),
+                                                         row.get("preference_reference_first"))):
+                issues.add("preferences do not follow from the verdicts", f"{tag}")
+            if row.get("outcome") != outcome or row.get("status") != status or isinstance(row.get("outcome"), bool):
                 issues.add("outcome does not follow from the two verdicts",
                            f"{tag}: stored {row.get('status')}/{row.get('outcome')}, recomputed {status}/{outcome}")
             if row.get("judge") != jid:
