@@ -248,10 +248,9 @@ def board_html(board: Board, index: int, colors: dict[str, str]) -> str:
     th = "".join(f'<th scope="col" data-key="{_e(k)}" data-first="{first}" title="sort by {_e(label)}">{_e(label)}</th>'
                  for k, label, first in heads)
     bodies = []
-    for row in board.rows:
+    for position, row in enumerate(board.rows):
         r = row.results
-        group_sort = "" if row.group is None else str(row.group)
-        cells = [f'<td data-sort="{group_sort}"><button class="toggle" aria-expanded="false" '
+        cells = [f'<td data-sort="{position}"><button class="toggle" aria-expanded="false" '
                  f'title="per-domain scores">&#9656;</button>{_e(row.rank_label())}</td>',
                  f'<td data-sort="{_e(row.name)}" class="name">{_e(row.name)}</td>',
                  f'<td data-sort="{_e(r["method"])}">{_e(r["method"])}</td>',

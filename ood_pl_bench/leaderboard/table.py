@@ -7,8 +7,8 @@ full runs. A row shows the macro held-out score with its 95% CI for each metric
 judges never share a column), the in-distribution ``pl_accuracy`` and the gap (in − held).
 
 Ranking. Rows are sorted by the rank metric (default ``pl_accuracy``, higher is better). Instead of
-bare ranks, each row is compared with the row above by a paired bootstrap of the difference of
-their macro scores on the shared per-sample units (:func:`.paired.paired_macro`); when the 95% CI of
+bare ranks, each row is compared with the row above by a paired bootstrap of the difference
+(this row − the row above, so ≤ 0) of their macro scores on the shared per-sample units (:func:`.paired.paired_macro`); when the 95% CI of
 the difference contains 0 the row joins the group of the row above, else it starts a new group
 numbered by its position (competition style: ``=1, =1, 3``). Ties chain: A~B and B~C put all three in
 one group even if A and C differ. When two rows' units do not pair up, the per-domain scores are
@@ -197,10 +197,10 @@ def rank(rows: list[Row], metric: str) -> list[Row]:
             continue
         above = scored[i - 1]
         try:
-            test = paired.paired_macro(above.run, row.run, metric) if paired.is_supported(metric) \
-                else _per_domain_test(above, row, metric)
+            test = paired.paired_macro(row.run, above.run, metric) if paired.is_supported(metric) \
+                else _per_domain_test(row, above, metric)
         except SubmissionError:
-            test = _per_domain_test(above, row, metric)
+            test = _per_domain_test(row, above, metric)
         test["against"] = above.name
         row.versus_above = test
         row.group = above.group if paired.tied(test) else i + 1
