@@ -40,7 +40,7 @@ class DPOConfig:
     Defaults: β = 0.1 and a LoRA learning rate of 5e-4 (the usual DPO settings for adapters);
     32 steps of 4 pairs (128 pairs per fold, ~20% of qa's pooled source pairs, ~12% of
     sentiment's) keep ``oodpl run --method dpo --task qa`` (two folds) near 15 minutes on a 2-core
-    CPU, where evaluation alone takes about 9. More steps: ``--set steps=N``.
+    CPU, where evaluation alone takes about 11. More steps: ``--set steps=N``.
     """
 
     beta: float = field(default=0.1, metadata={
