@@ -51,15 +51,22 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _bounded_int(text: str) -> int:
+    value = int(text)
+    if abs(value) >= 2 ** 1023:
+        raise ValueError(f"{text[:20]}... is too large a number for a results file")
+    return value
+
+
 def parse_json_strict(data: bytes | str, what: str) -> Any:
-    """Parse JSON, refusing NaN, Infinity and numbers that overflow to infinity.
+    """Parse JSON, refusing NaN, Infinity and numbers too large for a float.
 
     Raises:
         ReadError: not UTF-8, not JSON, a non-finite number, or nested too deeply.
     """
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int)
     except UnicodeDecodeError:
         raise ReadError(f"{what} is not UTF-8 text") from None
     except RecursionError:
@@ -112,7 +119,10 @@ def safe_relative(root: Path, rel: Any, what: str) -> Path:
     pure = PurePosixPath(rel)
     if pure.is_absolute() or ".." in pure.parts or any(p in ("", ".") for p in pure.parts):
         raise ReadError(f"{what} path {rel!r} must be relative and stay inside the run folder")
-    return root.joinpath(*pure.parts)
+    path = root.joinpath(*pure.parts)
+    if path.is_symlink() or (path.exists() and not path.resolve().is_relative_to(root.resolve())):
+        raise ReadError(f"{what} path {rel!r} is a link; sample files must be plain files inside the run folder")
+    return path
 
 
 def read_sample_bytes(path: Path, what: str) -> bytes:

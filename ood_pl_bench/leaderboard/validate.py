@@ -65,6 +65,8 @@ class Report:
     def add(self, message: str) -> None:
         """Record one problem (one line)."""
         line = " ".join(str(message).split())
+        if len(line) > 600:
+            line = line[:597] + "..."
         if line not in self.problems:
             self.problems.append(line)
 
