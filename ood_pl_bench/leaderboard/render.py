@@ -127,7 +127,7 @@ def reward_kl_svg(board: Board, colors: dict[str, str]) -> str:
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
     padx, pady = (x1 - x0) * 0.08 or 0.05, (y1 - y0) * 0.08 or 0.005
     x0, x1, y0, y1 = x0 - padx, x1 + padx, y0 - pady, y1 + pady
-    w, h, left, top, right, bottom = 520, 320, 70, 20, 20, 50
+    w, h, left, top, right, bottom = 660, 320, 70, 20, 160, 50
     pw, ph = w - left - right, h - top - bottom
 
     def sx(v: float) -> float:
@@ -162,8 +162,8 @@ def reward_kl_svg(board: Board, colors: dict[str, str]) -> str:
     methods = sorted({p[0].results["method"] for p in pts})
     for i, m in enumerate(methods):
         y = top + 12 + i * 16
-        parts.append(f'<circle cx="{left + pw - 110}" cy="{y - 4}" r="4" fill="{colors.get(m, "#333")}"/>'
-                     f'<text x="{left + pw - 100}" y="{y}" class="axis">{_e(m)}</text>')
+        parts.append(f'<circle cx="{left + pw + 16}" cy="{y - 4}" r="4" fill="{colors.get(m, "#333")}"/>'
+                     f'<text x="{left + pw + 26}" y="{y}" class="axis">{_e(m)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
