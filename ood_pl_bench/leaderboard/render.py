@@ -131,9 +131,11 @@ def reward_kl_svg(board: Board, colors: dict[str, str]) -> str:
     pw, ph = w - left - right, h - top - bottom
 
     def sx(v: float) -> float:
+        """x pixel of a KL value."""
         return left + (v - x0) / (x1 - x0) * pw
 
     def sy(v: float) -> float:
+        """y pixel of a reward value."""
         return top + (1 - (v - y0) / (y1 - y0)) * ph
 
     parts = [f'<svg class="plot scatter" role="img" viewBox="0 0 {w} {h}" width="{w}" height="{h}" '

@@ -198,9 +198,11 @@ class _RowIssues:
         self.issues: dict[str, list[str]] = {}
 
     def add(self, check: str, example: str) -> None:
+        """Record one failing row under a check."""
         self.issues.setdefault(check, []).append(example)
 
     def report(self, report: Report, prefix: str) -> None:
+        """Add one problem per check to ``report``, with a few example rows."""
         for check, examples in self.issues.items():
             shown = "; ".join(examples[:SHOW_ROWS]) + (f"; ... ({len(examples)} rows)" if len(examples) > SHOW_ROWS else "")
             report.add(f"{prefix}: {check} ({shown})")
@@ -238,9 +240,11 @@ class _Validator:
         self.complete = True  # False once some domain could not be recomputed
 
     def add(self, message: str) -> None:
+        """Record one problem."""
         self.report.add(message)
 
     def run(self) -> None:
+        """Run every check in order (raises _Stop when the rest make no sense)."""
         self.load()
         self.check_schema()
         self.check_context()
@@ -254,6 +258,7 @@ class _Validator:
     # 1. file and schema
 
     def load(self) -> None:
+        """1. Find and strictly parse the results file."""
         try:
             located = store.locate(self.report.path)
         except store.ReadError as exc:
@@ -273,6 +278,7 @@ class _Validator:
         self.summary_name = located.summary.name
 
     def check_schema(self) -> None:
+        """1. Schema version, strict schema, well-formed metrics."""
         from pydantic import ValidationError
 
         from ..metrics.schema import check_metric
@@ -322,6 +328,7 @@ class _Validator:
     # 2. task, profile, edition, protocol
 
     def check_context(self) -> None:
+        """2. Task, profile, protocol and the built edition."""
         from ..profiles import get_profile
         from ..tasks import get_task
 
@@ -360,6 +367,7 @@ class _Validator:
     # 3. the domains present
 
     def check_domains(self) -> list[dict]:
+        """3. Every held-out domain once, with its fold; source domains complete. Returns the entries to check."""
         task = self.task
         seen: dict[tuple[str, str], int] = {}
         keep = []
@@ -402,6 +410,7 @@ class _Validator:
     # 4-7. one domain
 
     def check_domain(self, d: dict) -> None:
+        """4-7. One domain: its sample files, rows and recomputed metrics."""
         role, domain = d["role"], d["domain"]
         prefix = f"{domain} ({role})"
         samples = d["samples"]
@@ -464,6 +473,7 @@ class _Validator:
         self.recomputed[(role, domain)] = recomputed
 
     def read_samples(self, prefix: str, info: dict) -> list[dict] | None:
+        """4. Read one sample file: path, gzip, sha256, row count, JSON rows."""
         rel = info["path"]
         try:
             path = store.safe_relative(self.root, rel, f"{prefix} sample file")
@@ -500,6 +510,7 @@ class _Validator:
         return ok
 
     def check_pairs(self, prefix: str, d: dict, rows: list[dict], recomputed: dict) -> bool:
+        """5-7. Pair rows against the edition and their log-probs; recompute the pair metrics."""
         from .. import protocol
         from ..evaluation import pair_hash
 
@@ -588,6 +599,7 @@ class _Validator:
         return False
 
     def check_generation_rows(self, prefix: str, domain: str, kind: str, rows: list[dict], explicit: bool) -> bool:
+        """5-6. Generation rows against the edition's prompts and their log-probs."""
         from ..io import sha256_text
 
         numbers = ["gold_reward"] + (["policy_logprob", "ref_logprob", "kl"] if explicit else [])
@@ -617,6 +629,7 @@ class _Validator:
         return True
 
     def check_generations(self, prefix: str, d: dict, rows: dict[str, list[dict]], recomputed: dict) -> bool:
+        """5-7. Both generation files; recompute gold_reward and kl."""
         from .. import protocol
 
         gen = rows["generations"]
@@ -641,6 +654,7 @@ class _Validator:
 
     def check_judgements(self, prefix: str, d: dict, jid: str, rows: list[dict], all_rows: dict,
                          recomputed: dict) -> bool:
+        """5-7. Judgement rows against the generations and their verdicts; recompute the judge's columns."""
         from ..io import sha256_text
         from ..judges.base import POLICY_FIRST, REFERENCE_FIRST
         from ..judges.win_rate import judgement_metrics, judgement_outcome, side_preference, win_rate_key
@@ -711,6 +725,7 @@ class _Validator:
     # 7. aggregates
 
     def check_aggregates(self, entries: list[dict]) -> None:
+        """7. Recompute aggregates and gap from the recomputed domain metrics and rows."""
         from .. import protocol
         from ..judges.win_rate import aggregate_judgements
 
@@ -749,6 +764,7 @@ class _Validator:
     # 8. judge, config, manifest
 
     def check_judge(self) -> None:
+        """8. The named judge has win-rate columns, and columns have a named judge."""
         columns = sorted(k[len("win_rate["):-1] for k in self.r["aggregates"]["held_out"] if k.startswith("win_rate["))
         judge = self.r.get("judge")
         if judge is not None and judge not in columns:
@@ -757,6 +773,7 @@ class _Validator:
             self.add(f"judge is null, but there are win-rate columns by {', '.join(columns)}")
 
     def check_config_and_manifest(self) -> None:
+        """8. config.json agrees with the results; manifest.json records every domain as done."""
         r = self.r
         try:
             config = store.read_json_strict(self.root / store.CONFIG_FILE)
