@@ -257,6 +257,15 @@ def _judge_command_loader():
 
 app.command("judge")(_judge_command_loader())
 
+
+def _new_solver_command_loader():
+    from .scaffold import new_solver_command
+
+    return new_solver_command
+
+
+app.command("new-solver")(_new_solver_command_loader())
+
 from .leaderboard.commands import compare_command, leaderboard_command, submit_command, validate_command  # noqa: E402
 
 app.command("submit")(submit_command)

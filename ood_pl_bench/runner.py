@@ -177,7 +177,7 @@ class Environment:
             return cache.reference_samples(
                 self.policy, prompts, k=self.task.reference_samples_per_prompt,
                 decoding=self.task.reference_decoding, seed=self.seed, data_hash=self.edition.data_hash,
-                domain=domain, split="train")
+                domain=domain, split="train", batch_size=self.profile.generation_batch_size)
 
 
 def load_environment(task_name: str, edition_name: str, profile: Profile, seed: int, *,

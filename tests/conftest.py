@@ -13,6 +13,12 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Tests run tiny models, whose cost is per-op overhead: one intra-op thread is several times faster
+# than two fighting over a small (and often shared) machine.
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def smoke_cache(tmp_path_factory) -> Path:
