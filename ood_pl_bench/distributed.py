@@ -1,0 +1,131 @@
+"""Data-parallel evaluation on ``accelerate``: shard a domain's items over processes, gather per item.
+
+Launched with ``accelerate launch --multi_gpu --num_processes N`` (or ``torchrun``; on a machine
+without CUDA the processes form a CPU group with the gloo backend), every process holds the same models; each
+scores / generates for its share of the items (item ``i`` goes to process ``i % world_size``), and
+the per-item rows are gathered with :func:`accelerate.utils.gather_object` and put back in item
+order on every process. The protocol's metrics are then computed from the gathered rows, exactly as
+in one process: rows never depend on which other items shared their batch (log-probs use position
+ids that follow the attention mask; every sample draws from its own generator seeded by seed,
+prompt and sample index), so N processes give the metrics of one, up to floating-point effects of
+different padding widths.
+
+Device placement and precision come from accelerate: :attr:`DataParallel.device` is the process's
+device (``cuda:<local rank>`` on GPUs, else ``cpu``) and :meth:`DataParallel.policy_dtype`
+maps accelerate's ``--mixed_precision bf16`` onto the policy's bf16 autocast. In a single process
+(no launcher) everything falls through to :mod:`ood_pl_bench.evaluation` unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from . import evaluation
+from .solver import DomainPolicy
+
+
+class DataParallel:
+    """This process's place in an accelerate launch: rank, world size, device, and gathering."""
+
+    def __init__(self, state: Any = None):
+        """Wrap ``state`` (an ``accelerate.PartialState``; created, and the process group joined, if None).
+
+        Without CUDA, or with ``ACCELERATE_USE_CPU=1``, processes join a CPU (gloo) group.
+        """
+        if state is None:
+            import torch
+            from accelerate import PartialState
+            from accelerate.utils import parse_flag_from_env
+
+            cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+            state = PartialState(cpu=cpu)
+        self.state = state
+
+    @property
+    def rank(self) -> int:
+        """Index of this process (0 .. world_size - 1)."""
+        return int(self.state.process_index)
+
+    @property
+    def world_size(self) -> int:
+        """Number of processes of the launch."""
+        return int(self.state.num_processes)
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes files."""
+        return bool(self.state.is_main_process)
+
+    @property
+    def device(self) -> Any:
+        """The torch device accelerate placed this process on."""
+        return self.state.device
+
+    def policy_dtype(self, default: str = "bf16") -> str:
+        """The policy precision: ``bf16`` or ``fp32`` from accelerate's mixed precision, else ``default``."""
+        mode = str(getattr(self.state, "mixed_precision", "no") or "no")
+        return {"bf16": "bf16", "fp16": "bf16", "fp32": "fp32"}.get(mode, default)
+
+    def shard(self, n: int) -> list[int]:
+        """The item indices of ``range(n)`` this process handles (strided: ``i % world_size == rank``)."""
+        return list(range(self.rank, n, self.world_size))
+
+    def gather(self, indexed: Sequence[tuple[int, Any]], n: int) -> list[Any]:
+        """Collect ``(index, value)`` pairs from every process into one list in index order.
+
+        Raises RuntimeError when an index is missing or duplicated (a sharding bug).
+        """
+        from accelerate.utils import gather_object
+
+        everything = gather_object(list(indexed)) if self.world_size > 1 else list(indexed)
+        out: list[Any] = [None] * n
+        seen = [False] * n
+        for i, value in everything:
+            if seen[i]:
+                raise RuntimeError(f"item {i} was gathered twice")
+            out[i], seen[i] = value, True
+        missing = [i for i, s in enumerate(seen) if not s]
+        if missing:
+            raise RuntimeError(f"items {missing[:5]} were not gathered from any process")
+        return out
+
+    def wait(self) -> None:
+        """Barrier: every process reaches this point before any goes on."""
+        self.state.wait_for_everyone()
+
+
+def _single(dp: DataParallel | None) -> bool:
+    return dp is None or dp.world_size == 1
+
+
+def score_pairs(policy: Any, domain_policy: DomainPolicy, pairs: list[dict],
+                ref_logprobs: dict[str, tuple[float, float]], *, reward_model: Any | None, batch_size: int,
+                timer: Callable, dp: DataParallel | None = None) -> list[dict]:
+    """:func:`ood_pl_bench.evaluation.score_pairs` with the pairs sharded over ``dp``'s processes;
+    every process returns all rows, in pair order."""
+    if _single(dp):
+        return evaluation.score_pairs(policy, domain_policy, pairs, ref_logprobs, reward_model=reward_model,
+                                      batch_size=batch_size, timer=timer)
+    idx = dp.shard(len(pairs))
+    rows = evaluation.score_pairs(policy, domain_policy, [pairs[i] for i in idx], ref_logprobs,
+                                  reward_model=reward_model, batch_size=batch_size, timer=timer) if idx else []
+    return dp.gather(list(zip(idx, rows)), len(pairs))
+
+
+def score_generations(policy: Any, domain_policy: DomainPolicy, prompts: list[dict], *, gold: Any,
+                      decoding: Any, num_samples: int, seed: int, batch_size: int, timer: Callable,
+                      dp: DataParallel | None = None) -> list[dict]:
+    """:func:`ood_pl_bench.evaluation.score_generations` with the prompts sharded over ``dp``'s
+    processes; every process returns all rows (prompt order, then sample order)."""
+    kwargs = dict(gold=gold, decoding=decoding, num_samples=num_samples, seed=seed, batch_size=batch_size,
+                  timer=timer)
+    if _single(dp):
+        return evaluation.score_generations(policy, domain_policy, prompts, **kwargs)
+    idx = dp.shard(len(prompts))
+    mine = [prompts[i] for i in idx]
+    rows = evaluation.score_generations(policy, domain_policy, mine, **kwargs) if mine else []
+    by_prompt: dict[str, list[dict]] = {}
+    for row in rows:
+        by_prompt.setdefault(row["prompt_id"], []).append(row)
+    groups = dp.gather([(i, by_prompt.get(prompts[i]["prompt_id"], [])) for i in idx], len(prompts))
+    return [row for group in groups for row in group]
