@@ -147,6 +147,7 @@ def run_trl(policy, batches: list[list[dict]], lr: float, beta: float, max_grad_
             return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            """TRL's loss, recorded per step."""
             out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = out[0] if isinstance(out, tuple) else out
             losses.append(float(loss.detach()))

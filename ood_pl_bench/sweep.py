@@ -49,7 +49,7 @@ from typing import Any, Callable, Iterable, Optional
 import typer
 
 from .errors import OodplError, UsageError
-from .io import read_json, stable_hash, write_json, write_text
+from .io import read_json, write_json, write_text
 
 SWEEP_SCHEMA = "oodpl-sweep/1"
 RUN_FILE = "sweep_run.json"
