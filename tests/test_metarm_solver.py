@@ -203,3 +203,17 @@ def test_rerun_reuses_meta_training(smoke_env, monkeypatch):
     assert meta["key"] == first["key"]
     assert (smoke_env / "r2" / "curves" / "A.png").is_file()
     assert comparable_metrics(changed) != comparable_metrics(resumed)  # the meta-test did change
+
+
+def test_meta_test_ppo_through_the_ppo_baseline(smoke_env):
+    from ood_pl_bench.registry import solvers
+
+    if "ppo" not in solvers.names():
+        pytest.skip("the ppo baseline is not installed")
+    cfg = RunConfig(method="metarm", task="qa", profile="smoke", seed=5, domains=("coffee",),
+                    in_distribution=False, method_options={"meta_test": "ppo"})
+    results = runner.run(cfg, out=smoke_env / "ppo")
+    (held,) = [d for d in results["domains"] if d["role"] == "held_out"]
+    assert held["metrics"]["kl"]["value"] != 0.0
+    assert held["metrics"]["rm_accuracy"]["applicable"] is True
+    assert (smoke_env / "ppo" / "solver" / "A" / "ppo" / "coffee.safetensors").is_file()

@@ -30,9 +30,9 @@ class MetaRMConfig:
         "help": "K: outer (meta-training) steps per fold; each is one episode on one source domain"})
     inner_steps: int = field(default=1, metadata={
         "help": "D: inner weighted-likelihood SGD steps per episode, from θ₀ (the reference adapters)"})
-    alpha: float = field(default=2e-3, metadata={
+    alpha: float = field(default=5e-3, metadata={
         "help": "α: inner SGD step size, θ ← θ + α·Σ_b w_b·∇θ log π_θ(y_b|x_b) (sum over the batch)"})
-    eta: float = field(default=1e-4, metadata={
+    eta: float = field(default=2e-3, metadata={
         "help": "η: Adam learning rate of the reward model on the hypergradient"})
     beta: float = field(default=0.5, metadata={
         "help": "β > 0: reward factor; inner weights are softmax(r_φ/β) (or exp(r_φ/β))"})
@@ -56,7 +56,7 @@ class MetaRMConfig:
     bt_weight: float = field(default=0.0, metadata={
         "help": "weight of an extra direct Bradley-Terry loss of r_φ on the outer pairs (0: off, "
                 "the pure meta-learned RM of the paper)"})
-    rm_trainable: str = field(default="all", metadata={
+    rm_trainable: str = field(default="head", metadata={
         "help": "reward-model parameters φ that meta-training updates: 'all' (backbone and head) "
                 "or 'head' (the scalar head only, on the frozen pretrained backbone)"})
     rm_max_grad_norm: float = field(default=1.0, metadata={

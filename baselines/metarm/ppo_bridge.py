@@ -34,14 +34,14 @@ def ppo_available() -> tuple[bool, str]:
     return cls is not None, why
 
 
-def ppo_meta_test(ctx: Any, reward_model: Any, domain: str) -> Any:
-    """Run the ppo baseline (its default options) on ``domain`` with ``reward_model``; returns its
-    DomainPolicy. Raises RuntimeError when the ppo baseline is unavailable."""
+def ppo_solver(ctx: Any, reward_model: Any) -> Any:
+    """An instance of the ppo baseline (its default options) on ``ctx`` that uses ``reward_model``;
+    call its ``policy_for(domain)`` for the meta-test. Raises RuntimeError when it is unavailable."""
+    from ood_pl_bench.solver import build_config
+
     cls, why = _ppo_class()
     if cls is None:
         raise RuntimeError(f"meta_test=ppo is unavailable: {why}")
-    from ood_pl_bench.solver import build_config
-
     solver = cls(build_config(getattr(cls, "Config", object), {}), ctx)
     getattr(solver, HOOK)(reward_model)
-    return solver.policy_for(domain)
+    return solver

@@ -201,6 +201,7 @@ class MetaRMSolver(Solver):
         self.meta: dict[str, Any] = {}
         self.test_curves: dict[str, dict[str, list[float]]] = {}
         self._policy: Any = None
+        self._ppo: Any = None  # the ppo baseline's solver, for meta_test=ppo
 
     # --- seeds and shared objects ---------------------------------------------------------------
 
@@ -297,9 +298,11 @@ class MetaRMSolver(Solver):
         if self.rm is None:
             raise RuntimeError("metarm: policy_for called before fit or load")
         if cfg.meta_test == "ppo":
-            from .ppo_bridge import ppo_meta_test
+            from .ppo_bridge import ppo_solver
 
-            return ppo_meta_test(self.ctx, self.rm, domain)
+            if self._ppo is None:
+                self._ppo = ppo_solver(self.ctx, self.rm)
+            return self._ppo.policy_for(domain)
         options = WeightedUpdate(steps=cfg.meta_test_steps, lr=cfg.test_lr, beta=cfg.beta,
                                  prompts_per_step=cfg.test_prompts, samples_per_prompt=cfg.samples_per_prompt,
                                  weights=cfg.weights, max_log_weight=cfg.max_log_weight,
