@@ -151,6 +151,8 @@ def test_meta_test_ppo_without_ppo_baseline_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(ppo_bridge, "ppo_available", lambda: (False, "no solver named 'ppo' is installed"))
     with pytest.raises(UsageError, match="meta_test=ppo needs the ppo baseline"):
         build_config(MetaRMConfig, {"meta_test": "ppo"})
+    with pytest.raises(UsageError, match="only apply to meta_test=weighted"):
+        build_config(MetaRMConfig, {"meta_test": "ppo", "meta_test_steps": "9"})
 
 
 # --- end to end through the runner ------------------------------------------------------------------

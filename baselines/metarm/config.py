@@ -8,6 +8,7 @@ minute, so ``oodpl run --method metarm --task qa`` stays within the benchmark's 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 WEIGHT_MODES = ("softmax", "exp")
@@ -114,7 +115,15 @@ class MetaRMConfig:
             raise ValueError(f"meta_test_lr must be > 0 or None, got {self.meta_test_lr}")
         if self.meta_test_prompts is not None and self.meta_test_prompts < 1:
             raise ValueError(f"meta_test_prompts must be >= 1 or None, got {self.meta_test_prompts}")
+        if not math.isfinite(self.max_log_weight):
+            raise ValueError(f"max_log_weight must be finite, got {self.max_log_weight}")
         if self.meta_test == "ppo":
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            changed = [k for k in ("meta_test_steps", "meta_test_optimizer", "meta_test_lr", "meta_test_prompts")
+                       if getattr(self, k) != defaults[k]]
+            if changed:
+                raise ValueError(f"{', '.join(changed)} only apply to meta_test=weighted; with meta_test=ppo "
+                                 "the ppo baseline's own options are used")
             from .ppo_bridge import ppo_available
 
             ok, why = ppo_available()
