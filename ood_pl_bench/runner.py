@@ -454,7 +454,18 @@ def assemble_results(cfg: RunConfig, run_dir: Path, env: Environment, method_con
 
 
 def comparable_metrics(results: dict) -> str:
-    """The metrics of a results dict as canonical JSON (ignores times and provenance): for tests."""
+    """The metrics of a results dict as canonical JSON, for comparing two runs.
+
+    Ignores provenance and the cost bookkeeping inside metrics (wall/latency seconds, cache hits),
+    which legitimately differ between a resumed and an uninterrupted run.
+    """
+    def strip(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if not (k.endswith("_s") or k in ("cached", "calls"))}
+        if isinstance(obj, list):
+            return [strip(v) for v in obj]
+        return obj
+
     keep = {"domains": [{k: d[k] for k in ("domain", "role", "metrics")} for d in results["domains"]],
             "aggregates": results["aggregates"]}
-    return json.dumps(keep, sort_keys=True)
+    return json.dumps(strip(keep), sort_keys=True)
