@@ -35,16 +35,6 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False)
 
 
-def _parse_sets(items: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        if "=" not in item:
-            raise UsageError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
-
-
 def _read_config_file(path: Path) -> dict[str, Any]:
     import yaml
 
@@ -128,11 +118,12 @@ def run(
     """Train a method once per fold and evaluate it on every held-out domain of a task."""
     from .profiles import get_profile
     from .runner import RunConfig, default_run_dir, resolve_solver, run as run_task
+    from .sweep import parse_sets
     from .tasks import get_task
 
     file_cfg = _read_config_file(config) if config else {}
     options = dict(file_cfg.get("options") or {})
-    options.update(_parse_sets(set_))
+    options.update(parse_sets(set_))
     method = method or file_cfg.get("method")
     task = task or file_cfg.get("task")
     if not method or not task:

@@ -7,7 +7,8 @@ Everything in ``results.json`` follows from the per-sample files through these f
 
 from __future__ import annotations
 
-from typing import Iterable
+import dataclasses
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -108,3 +109,16 @@ def aggregate(held_out: dict[str, dict[str, dict]], held_out_rows: dict[str, dic
         else:
             gap[name] = None
     return {"held_out": held, "in_distribution": ind, "gap": gap}
+
+
+def protocol_record(task: Any) -> dict:
+    """The ``protocol`` block of results.json: truncation, decoding, sample counts and folds of
+    ``task`` as the run's profile applied it."""
+    return {
+        "max_prompt_tokens": task.max_prompt_tokens, "max_response_tokens": task.max_response_tokens,
+        "eval_decoding": dataclasses.asdict(task.eval_decoding),
+        "reference_decoding": dataclasses.asdict(task.reference_decoding),
+        "samples_per_eval_prompt": task.samples_per_eval_prompt,
+        "reference_samples_per_prompt": task.reference_samples_per_prompt,
+        "folds": [dataclasses.asdict(f) for f in task.folds],
+    }

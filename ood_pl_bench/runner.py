@@ -434,14 +434,7 @@ def assemble_results(cfg: RunConfig, run_dir: Path, env: Environment, method_con
         "models": {k: {"model_id": v.model_id, "revision": v.revision, "source": v.source}
                    for k, v in env.models.items()},
         "judge": env.judge.judge_id if env.judge is not None else None,
-        "protocol": {
-            "max_prompt_tokens": task.max_prompt_tokens, "max_response_tokens": task.max_response_tokens,
-            "eval_decoding": dataclasses.asdict(task.eval_decoding),
-            "reference_decoding": dataclasses.asdict(task.reference_decoding),
-            "samples_per_eval_prompt": task.samples_per_eval_prompt,
-            "reference_samples_per_prompt": task.reference_samples_per_prompt,
-            "folds": [dataclasses.asdict(f) for f in task.folds],
-        },
+        "protocol": protocol.protocol_record(task),
         "package_versions": package_versions(),
         "git_commit": git_commit(),
         "device": device_name(),

@@ -181,14 +181,9 @@ def _jsonable(obj: Any) -> Any:
 
 def expected_protocol(task: Any) -> dict:
     """The ``protocol`` block a run of ``task`` (already adapted to its profile) records."""
-    return _jsonable({
-        "max_prompt_tokens": task.max_prompt_tokens, "max_response_tokens": task.max_response_tokens,
-        "eval_decoding": dataclasses.asdict(task.eval_decoding),
-        "reference_decoding": dataclasses.asdict(task.reference_decoding),
-        "samples_per_eval_prompt": task.samples_per_eval_prompt,
-        "reference_samples_per_prompt": task.reference_samples_per_prompt,
-        "folds": [dataclasses.asdict(f) for f in task.folds],
-    })
+    from ..protocol import protocol_record
+
+    return _jsonable(protocol_record(task))
 
 
 class _RowIssues:
