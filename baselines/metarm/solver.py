@@ -90,6 +90,7 @@ def meta_train(policy: Any, rm: Any, domains: list[SourceDomain], config: MetaRM
     hypergradient = HYPERGRADIENTS[cfg.hypergrad]
 
     def loglik(theta, batch):
+        """Summed response log-probs of ``batch`` with adapters ``theta`` (functional call)."""
         return policy.response_logprobs(batch, params=theta)
 
     curves: dict[str, list[float]] = {k: [] for k in (
