@@ -149,6 +149,8 @@ class Environment:
                            "decoding": dataclasses.asdict(self.task.eval_decoding),
                            "k": self.task.samples_per_eval_prompt, "seed": seed,
                            "truncation": [self.task.max_prompt_tokens, self.task.max_response_tokens],
+                           # Samples are seeded per row, but bf16 padding can still flip a token.
+                           "generation_batch_size": self.profile.generation_batch_size,
                            "gold": getattr(self.gold, "info", {}).get("gold", {}).get("key")})
         path = cache_dir() / "reference" / "eval-generations" / f"{domain}-{key}.jsonl"
         if path.exists():
@@ -156,7 +158,8 @@ class Environment:
         with self.timer("reference"):
             rows = score_generations(self.policy, DomainPolicy(), prompts, gold=self.gold,
                                      decoding=self.task.eval_decoding, num_samples=self.task.samples_per_eval_prompt,
-                                     seed=seed, batch_size=self.profile.batch_size, timer=self.timer)
+                                     seed=seed, batch_size=self.profile.batch_size, timer=self.timer,
+                                     generation_batch_size=self.profile.generation_batch_size)
         write_jsonl(path, rows)
         return rows
 
@@ -244,7 +247,7 @@ def evaluate_domain(env: Environment, run_dir: Path, fold_name: str, role: str, 
             gen_rows = score_generations(
                 env.policy, domain_policy, prompts, gold=env.gold, decoding=task.eval_decoding,
                 num_samples=task.samples_per_eval_prompt, seed=gen_seed, batch_size=profile.batch_size,
-                timer=env.timer)
+                timer=env.timer, generation_batch_size=profile.generation_batch_size)
         metrics.update(protocol.generation_metrics(gen_rows, explicit_likelihood=domain_policy.explicit_likelihood))
         samples["generations"] = write_sample_file(run_dir, role, domain, "generations", gen_rows)
         samples["reference_generations"] = write_sample_file(run_dir, role, domain, "reference_generations", ref_rows)
