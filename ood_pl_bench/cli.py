@@ -141,9 +141,15 @@ def run(
     get_profile(cfg.profile)
     get_task(cfg.task, cfg.edition)
     run_dir = out or default_run_dir(cfg)
-    err_console.print(f"run directory: {run_dir}", soft_wrap=True)
-    results = run_task(cfg, out=run_dir, data_dir=str(data_dir) if data_dir else None, console=err_console,
-                       progress_factory=_progress)
+    # Under `accelerate launch`, only the main process (RANK 0) shows progress and prints results.
+    main_process = os.environ.get("RANK", "0") in ("", "0")
+    if main_process:
+        err_console.print(f"run directory: {run_dir}", soft_wrap=True)
+    results = run_task(cfg, out=run_dir, data_dir=str(data_dir) if data_dir else None,
+                       console=err_console if main_process else None,
+                       progress_factory=_progress if main_process else None)
+    if results is None:
+        return
     print_results(results)
     console.print(f"results: {Path(run_dir) / 'results.json'}")
 

@@ -1,4 +1,10 @@
-"""Data-parallel evaluation on ``accelerate``: shard a domain's items over processes, gather per item.
+"""Data parallelism on ``accelerate``: shard a domain's items over processes, gather per item;
+average gradients of data-parallel training loops; run cache-building work on the main process first.
+
+``oodpl run`` under ``accelerate launch -m ood_pl_bench.cli run ...`` uses this module (see
+:func:`ood_pl_bench.runner.run`): the main process builds the shared caches first (the others then
+read them), fits the solver (or every process fits its shard when the solver is data-parallel),
+broadcasts each domain's adapters, and every process scores its share of the pairs and prompts.
 
 Launched with ``accelerate launch --multi_gpu --num_processes N`` (or ``torchrun``; on a machine
 without CUDA the processes form a CPU group with the gloo backend), every process holds the same models; each
@@ -26,6 +32,16 @@ from .solver import DomainPolicy
 
 class DataParallel:
     """This process's place in an accelerate launch: rank, world size, device, and gathering."""
+
+    @classmethod
+    def from_environment(cls) -> "DataParallel | None":
+        """The launch this process belongs to, or None when it runs alone (no ``WORLD_SIZE`` > 1 set
+        by ``accelerate launch`` / ``torchrun``)."""
+        import os
+
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+            return None
+        return cls()
 
     def __init__(self, state: Any = None):
         """Wrap ``state`` (an ``accelerate.PartialState``; created, and the process group joined, if None).
@@ -93,6 +109,45 @@ class DataParallel:
         """Barrier: every process reaches this point before any goes on."""
         self.state.wait_for_everyone()
 
+    def main_first(self) -> Any:
+        """Context: the main process runs the block first (building a cache), then the others
+        (which read it). The cache folder must be shared by the processes (one machine, or a
+        shared ``OODPL_CACHE`` across nodes)."""
+        return self.state.main_process_first()
+
+    def broadcast(self, obj: Any) -> Any:
+        """The main process's ``obj`` on every process (pickled; tensors come back on CPU)."""
+        from accelerate.utils import broadcast_object_list
+
+        box = [obj if self.is_main else None]
+        broadcast_object_list(box, from_process=0)
+        return box[0]
+
+    def mean(self, value: float) -> float:
+        """The mean of a float over processes (for logging a data-parallel loss)."""
+        import torch
+        from accelerate.utils import reduce
+
+        return float(reduce(torch.tensor([float(value)], device=self.device), reduction="mean")[0])
+
+    def average_gradients(self, params: Sequence[Any]) -> None:
+        """Replace each parameter's gradient with its mean over processes (data-parallel SGD).
+
+        Our policies compute log-probs through the base model's body rather than the wrapped
+        module's ``forward`` (see :mod:`ood_pl_bench.models.policy`), so DDP's forward-time hooks
+        would not fire; averaging the (small: LoRA or head-only) gradients with accelerate's
+        collective after ``backward`` gives the same update. Every process must call this once per
+        optimizer step, in the same parameter order.
+        """
+        import torch
+        from accelerate.utils import reduce
+
+        if self.world_size == 1:
+            return
+        for p in params:
+            grad = p.grad if p.grad is not None else torch.zeros_like(p)
+            p.grad = reduce(grad.contiguous(), reduction="mean")
+
 
 def _single(dp: DataParallel | None) -> bool:
     return dp is None or dp.world_size == 1
@@ -112,13 +167,18 @@ def score_pairs(policy: Any, domain_policy: DomainPolicy, pairs: list[dict],
     return dp.gather(list(zip(idx, rows)), len(pairs))
 
 
+def shard_items(items: Sequence[Any], dp: DataParallel | None) -> list[Any]:
+    """This process's share of ``items`` (all of them in a single process)."""
+    return list(items) if _single(dp) else [items[i] for i in dp.shard(len(items))]
+
+
 def score_generations(policy: Any, domain_policy: DomainPolicy, prompts: list[dict], *, gold: Any,
                       decoding: Any, num_samples: int, seed: int, batch_size: int, timer: Callable,
-                      dp: DataParallel | None = None) -> list[dict]:
+                      dp: DataParallel | None = None, generation_batch_size: int | None = None) -> list[dict]:
     """:func:`ood_pl_bench.evaluation.score_generations` with the prompts sharded over ``dp``'s
     processes; every process returns all rows (prompt order, then sample order)."""
     kwargs = dict(gold=gold, decoding=decoding, num_samples=num_samples, seed=seed, batch_size=batch_size,
-                  timer=timer)
+                  timer=timer, generation_batch_size=generation_batch_size)
     if _single(dp):
         return evaluation.score_generations(policy, domain_policy, prompts, **kwargs)
     idx = dp.shard(len(prompts))

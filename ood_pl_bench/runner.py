@@ -5,6 +5,12 @@ A run is a list of *units*: ``fit:<fold>`` (the solver's training, checkpointed 
 ``domains/<role>/<domain>.json`` plus per-sample files). ``manifest.json`` records finished units;
 rerunning the same command skips them, and every unit is seeded from (seed, unit name) alone, so a
 killed run that is resumed ends with the same results as an uninterrupted one.
+
+Under ``accelerate launch -m ood_pl_bench.cli run ...`` (N processes, see
+:mod:`ood_pl_bench.distributed`) the main process builds the shared caches first, fits the solver
+(every process fits its shard when the solver is ``data_parallel``), broadcasts each domain's
+adapters, every process scores its share of the pairs and prompts, and the main process gathers
+the per-item rows, judges, and writes every file; the metrics are those of one process.
 """
 
 from __future__ import annotations
@@ -99,8 +105,9 @@ def seed_everything(seed: int) -> None:
 class Manifest:
     """Finished units of a run directory, persisted atomically after each unit."""
 
-    def __init__(self, run_dir: Path, config_key: str):
+    def __init__(self, run_dir: Path, config_key: str, writable: bool = True):
         self.path = run_dir / MANIFEST
+        self.writable = writable  # False on the non-main processes of a data-parallel launch
         if self.path.exists():
             data = read_json(self.path)
             if data.get("config_key") != config_key:
@@ -120,7 +127,8 @@ class Manifest:
         """Record ``unit`` as finished with the phase times it took."""
         self.units[unit] = {"state": "done", "phase_times_s": phase_times,
                             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat()}
-        write_json(self.path, {"config_key": self.config_key, "units": self.units})
+        if self.writable:
+            write_json(self.path, {"config_key": self.config_key, "units": self.units})
 
 
 @dataclass
@@ -185,7 +193,7 @@ class Environment:
 
 def load_environment(task_name: str, edition_name: str, profile: Profile, seed: int, *,
                      data_dir: str | None = None, policy_spec: str | None = None, judge: str = "proxy",
-                     console: Any = None, progress: Any = None) -> Environment:
+                     console: Any = None, progress: Any = None, device: Any = "cpu") -> Environment:
     """Load the edition, the evaluation policy and the gold reward model (building caches once)."""
     from .data.edition import load_edition
     from .models.gold import gold_reward_model
@@ -199,7 +207,7 @@ def load_environment(task_name: str, edition_name: str, profile: Profile, seed: 
     with timer("models"):
         resolved_policy = resolve_policy(policy_spec or profile.policy)
         resolved_rm = resolve_reward_backbone(profile.reward_backbone)
-        policy = Policy(resolved_policy, task, dtype=profile.dtype, seed=seed)
+        policy = Policy(resolved_policy, task, dtype=profile.dtype, seed=seed, device=device)
     with timer("gold"):
         gold = gold_reward_model(task, edition, profile, progress=progress)
     from .judges import resolve_judge
@@ -218,20 +226,29 @@ def write_sample_file(run_dir: Path, role: str, domain: str, kind: str, rows: li
 
 
 def evaluate_domain(env: Environment, run_dir: Path, fold_name: str, role: str, domain: str,
-                    domain_policy: DomainPolicy, reward_model: Any | None, beta: float = 1.0) -> dict:
-    """Score one domain and write its result and per-sample files; returns the domain payload."""
+                    domain_policy: DomainPolicy, reward_model: Any | None, beta: float = 1.0,
+                    dp: Any = None) -> dict | None:
+    """Score one domain and write its result and per-sample files; returns the domain payload.
+
+    With ``dp`` (a data-parallel launch) every process scores its share; only the main process
+    judges and writes, and the others return None.
+    """
     from . import protocol
-    from .evaluation import score_generations, score_pairs
+    from .distributed import score_generations, score_pairs
 
     start = time.perf_counter()
     task, profile = env.task, env.profile
     pairs = profile.limit_test_pairs(env.edition.pairs(task.name, domain, "test"))
-    ref = env.reference_pair_logprobs(pairs, domain, "test")
+    with main_process_first(dp):
+        ref = env.reference_pair_logprobs(pairs, domain, "test")
     pair_rows = score_pairs(env.policy, domain_policy, pairs, ref, reward_model=reward_model,
-                            batch_size=profile.batch_size, timer=env.timer)
+                            batch_size=profile.batch_size, timer=env.timer, dp=dp)
     metrics = protocol.pair_metrics(pair_rows, explicit_likelihood=domain_policy.explicit_likelihood,
                                     has_reward_model=reward_model is not None, beta=beta)
-    samples = {"pairs": write_sample_file(run_dir, role, domain, "pairs", pair_rows)}
+    main = dp is None or dp.is_main
+    if not main and role != "held_out":
+        return None
+    samples = {"pairs": write_sample_file(run_dir, role, domain, "pairs", pair_rows)} if main else {}
     n_prompts = 0
     if role == "held_out":
         from .judges.command import record_domain_judgement
@@ -240,14 +257,17 @@ def evaluate_domain(env: Environment, run_dir: Path, fold_name: str, role: str, 
         n_prompts = len(prompts)
         # The same sampling seed for the method and pi_ref: the reference method then ties exactly.
         gen_seed = derive_seed(env.seed, f"generate:{domain}")
-        ref_rows = env.reference_generations(domain, prompts, gen_seed)
+        with main_process_first(dp):
+            ref_rows = env.reference_generations(domain, prompts, gen_seed)
         if domain_policy.is_reference:
             gen_rows = ref_rows
         else:
             gen_rows = score_generations(
                 env.policy, domain_policy, prompts, gold=env.gold, decoding=task.eval_decoding,
                 num_samples=task.samples_per_eval_prompt, seed=gen_seed, batch_size=profile.batch_size,
-                timer=env.timer, generation_batch_size=profile.generation_batch_size)
+                timer=env.timer, generation_batch_size=profile.generation_batch_size, dp=dp)
+        if not main:
+            return None
         metrics.update(protocol.generation_metrics(gen_rows, explicit_likelihood=domain_policy.explicit_likelihood))
         samples["generations"] = write_sample_file(run_dir, role, domain, "generations", gen_rows)
         samples["reference_generations"] = write_sample_file(run_dir, role, domain, "reference_generations", ref_rows)
@@ -263,6 +283,29 @@ def evaluate_domain(env: Environment, run_dir: Path, fold_name: str, role: str, 
     return payload
 
 
+def main_process_first(dp: Any) -> contextlib.AbstractContextManager:
+    """Run a cache-building block on the main process first (a no-op context in one process)."""
+    return dp.main_first() if dp is not None else contextlib.nullcontext()
+
+
+def policy_for_domain(solver: Solver, domain: str, dp: Any = None) -> DomainPolicy:
+    """``solver.policy_for(domain)``; in a data-parallel launch the main process computes it and
+    broadcasts the adapters, so every process scores the same weights (a domain policy with its
+    own sampler or model is built on each process instead: those cannot be sent)."""
+    if dp is None:
+        return solver.policy_for(domain)
+    mine = solver.policy_for(domain) if dp.is_main else None
+    portable = None
+    if mine is not None and mine.generate is None and mine.model is None:
+        portable = {"adapter": mine.adapter, "explicit_likelihood": mine.explicit_likelihood, "info": mine.info}
+    shared = dp.broadcast({"portable": portable} if dp.is_main else None)
+    if dp.is_main:
+        return mine
+    if shared["portable"] is None:
+        return solver.policy_for(domain)
+    return DomainPolicy(**shared["portable"])
+
+
 def default_run_dir(cfg: RunConfig) -> Path:
     """``runs/<edition>/<task>/<method>-<profile>-seed<N>``: rerunning a command resumes it."""
     return runs_dir() / cfg.edition / cfg.task / f"{cfg.method}-{cfg.profile}-seed{cfg.seed}"
@@ -276,8 +319,11 @@ def resolve_solver(method: str, options: dict[str, Any]) -> tuple[type[Solver], 
 
 def run(cfg: RunConfig, *, out: Path | None = None, data_dir: str | None = None,
         console: Any = None, progress_factory: Callable[[], Any] | None = None,
-        stop_after_units: int | None = None, solver_cls: type[Solver] | None = None) -> dict:
+        stop_after_units: int | None = None, solver_cls: type[Solver] | None = None) -> dict | None:
     """Run ``cfg`` into ``out`` (resuming finished units) and return the results dict.
+
+    Under ``accelerate launch`` (``WORLD_SIZE`` > 1) the processes share the work as the module
+    docstring says; the main process returns the results and the others return None.
 
     ``solver_cls`` bypasses the registry (``oodpl eval`` passes its external-checkpoint harness).
     ``stop_after_units`` stops (raising KeyboardInterrupt) after that many newly finished units:
@@ -285,7 +331,11 @@ def run(cfg: RunConfig, *, out: Path | None = None, data_dir: str | None = None,
     """
     import torch
 
+    from .distributed import DataParallel
     from .results import RunResults
+
+    dp = DataParallel.from_environment()
+    is_main = dp is None or dp.is_main
 
     if solver_cls is None:
         solver_cls, method_config = resolve_solver(cfg.method, cfg.method_options)
@@ -301,17 +351,20 @@ def run(cfg: RunConfig, *, out: Path | None = None, data_dir: str | None = None,
                              f"Held out: {', '.join(held_out)}")
     run_dir = Path(out) if out else default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(run_dir, cfg.key())
-    write_json(run_dir / "config.json", {
-        "run": dataclasses.asdict(cfg),
-        "method_config": dataclasses.asdict(method_config) if dataclasses.is_dataclass(method_config) else {},
-        "profile": dataclasses.asdict(profile),
-    })
+    manifest = Manifest(run_dir, cfg.key(), writable=is_main)
+    if is_main:
+        write_json(run_dir / "config.json", {
+            "run": dataclasses.asdict(cfg),
+            "method_config": dataclasses.asdict(method_config) if dataclasses.is_dataclass(method_config) else {},
+            "profile": dataclasses.asdict(profile),
+        })
+    device = dp.device if dp is not None else torch.device("cpu")
     wall_start = time.perf_counter()
     progress = progress_factory() if progress_factory else None
     with (progress if progress is not None else contextlib.nullcontext()):
-        env = load_environment(cfg.task, cfg.edition, profile, cfg.seed, data_dir=data_dir, judge=cfg.judge,
-                               console=console, progress=progress)
+        with main_process_first(dp):  # edition, model conversion and gold RM are built once
+            env = load_environment(cfg.task, cfg.edition, profile, cfg.seed, data_dir=data_dir, judge=cfg.judge,
+                                   console=console, progress=progress, device=device)
         new_units = 0
 
         def finish(unit: str, before: dict[str, float]) -> None:
@@ -334,21 +387,31 @@ def run(cfg: RunConfig, *, out: Path | None = None, data_dir: str | None = None,
             work_dir.mkdir(parents=True, exist_ok=True)
             ctx = SolverContext(
                 task=env.task, fold=fold, data=fold_data, profile=profile, seed=cfg.seed, work_dir=work_dir,
-                device=torch.device("cpu"),
+                device=device,
                 make_policy=lambda: _make_policy(env, cfg.seed),
                 make_reward_model=lambda: _make_reward_model(env),
-                log=(console.log if console is not None else (lambda msg: None)), progress=progress)
+                log=(console.log if console is not None else (lambda msg: None)), progress=progress,
+                dp=dp if solver_cls.data_parallel else None)
             solver = solver_cls(method_config, ctx)
             fit_unit = f"fit:{fold.name}"
             if not (manifest.done(fit_unit) and solver.load(work_dir)):
                 before = env.timer.snapshot()
-                seed_everything(derive_seed(cfg.seed, fit_unit))
-                with env.timer("training"):
-                    solver.fit()
-                    solver.save(work_dir)
-                curves = solver.training_curves()
-                if curves:
-                    write_json(run_dir / "curves" / f"{fold.name}.json", curves)
+                # Data-parallel solvers fit on every process; the others on the main process only.
+                fits_here = is_main or solver_cls.data_parallel
+                if fits_here:
+                    seed_everything(derive_seed(cfg.seed, fit_unit))
+                    with env.timer("training"):
+                        solver.fit()
+                        if is_main:
+                            solver.save(work_dir)
+                    curves = solver.training_curves()
+                    if curves and is_main:
+                        write_json(run_dir / "curves" / f"{fold.name}.json", curves)
+                if dp is not None:
+                    dp.wait()
+                    if not fits_here and not solver.load(work_dir):
+                        raise RuntimeError(f"process {dp.rank}: the main process's fit of {fold.name} "
+                                           f"cannot be loaded from {work_dir} (is the run folder shared?)")
                 finish(fit_unit, before)
             rm = solver.reward_model() if solver.has_reward_model else None
             for unit in units:
@@ -358,21 +421,26 @@ def run(cfg: RunConfig, *, out: Path | None = None, data_dir: str | None = None,
                 before = env.timer.snapshot()
                 seed_everything(derive_seed(cfg.seed, unit))
                 with env.timer("training"):
-                    domain_policy = solver.policy_for(domain)
+                    domain_policy = policy_for_domain(solver, domain, dp)
                 evaluate_domain(env, run_dir, fold.name, role, domain, domain_policy, rm,
-                                beta=float(getattr(method_config, "beta", 1.0)))
+                                beta=float(getattr(method_config, "beta", 1.0)), dp=dp)
                 finish(unit, before)
+    if not is_main:
+        dp.wait()  # the main process writes results.json
+        return None
     results = assemble_results(cfg, run_dir, env, method_config, manifest,
                                wall_time_s=time.perf_counter() - wall_start)
     RunResults.model_validate(results)
     write_json(run_dir / "results.json", results)
+    if dp is not None:
+        dp.wait()
     return results
 
 
 def _make_policy(env: Environment, seed: int) -> Any:
     from .models.policy import Policy
 
-    return Policy(env.models["policy"], env.task, dtype=env.profile.dtype, seed=seed)
+    return Policy(env.models["policy"], env.task, dtype=env.profile.dtype, seed=seed, device=env.policy.device)
 
 
 def _make_reward_model(env: Environment) -> Any:

@@ -116,6 +116,9 @@ class SolverContext:
     make_reward_model: Callable[[], Any]  # -> ood_pl_bench.models.reward.RewardModel (fresh head)
     log: Callable[[str], None] = print
     progress: Any = None                  # rich Progress or None
+    # This process's place in an ``accelerate launch`` (ood_pl_bench.distributed.DataParallel), or
+    # None in one process. Only solvers with ``data_parallel = True`` see it during ``fit``.
+    dp: Any = None
 
 
 class Solver:
@@ -126,6 +129,9 @@ class Solver:
     Config: ClassVar[type] = object
     # Whether this method trains a reward model (then rm_accuracy is reported).
     has_reward_model: ClassVar[bool] = False
+    # Under ``accelerate launch``: True if ``fit`` shards its batches over ``ctx.dp`` and averages
+    # gradients (every process runs ``fit``); False: the main process fits and saves, the others load.
+    data_parallel: ClassVar[bool] = False
 
     def __init__(self, config: Any, ctx: SolverContext):
         self.config = config

@@ -48,7 +48,10 @@ class DPOConfig:
     lr: float = field(default=5e-4, metadata={"help": "AdamW learning rate of the LoRA adapters"})
     steps: int = field(default=32, metadata={
         "help": "optimizer steps per fold (steps × batch_size pairs are drawn, cycling through shuffled epochs)"})
-    batch_size: int = field(default=4, metadata={"help": "preference pairs per optimizer step"})
+    batch_size: int = field(default=4, metadata={
+        "help": "preference pairs per optimizer step (over all processes under accelerate launch)"})
+    gradient_accumulation_steps: int = field(default=1, metadata={
+        "help": "micro-batches per optimizer step (each process splits its share of a batch into this many)"})
     warmup_ratio: float = field(default=0.1, metadata={
         "help": "fraction of steps with a linear learning-rate warm-up; the rest decays linearly to 0"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
@@ -66,6 +69,8 @@ class DPOConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
+        if self.gradient_accumulation_steps < 1:
+            raise ValueError("gradient_accumulation_steps must be >= 1")
         if not 0.0 <= self.warmup_ratio <= 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
         if not 0.0 <= self.label_smoothing < 0.5:
@@ -126,12 +131,20 @@ def dpo_batch(policy, pairs: list[dict], beta: float, label_smoothing: float = 0
 
 
 def train_dpo(policy, pairs: list[dict], config: DPOConfig, seed: int,
-              log=lambda msg: None, progress=None) -> Curves:
+              log=lambda msg: None, progress=None, dp=None) -> Curves:
     """Train ``policy``'s adapters with DPO on ``pairs`` for ``config.steps`` steps; returns curves.
 
     Batches are consecutive slices of seeded shuffles of ``pairs`` (a new shuffle per epoch), so
     the data order depends on ``seed`` only. AdamW with linear warm-up and linear decay.
+
+    Data parallel (``dp`` from :mod:`ood_pl_bench.distributed`, under ``accelerate launch``): every
+    process draws the same batch, takes its strided share, and the gradients are averaged over
+    processes before the step, so N processes take the steps one process takes (up to float
+    round-off when the shares are equal). ``gradient_accumulation_steps`` splits a process's share
+    into micro-batches whose losses are weighted by their size (the step sees the batch mean).
     """
+    from ood_pl_bench.distributed import shard_items
+
     curves = Curves()
     if config.steps == 0 or not pairs:
         return curves
@@ -149,19 +162,33 @@ def train_dpo(policy, pairs: list[dict], config: DPOConfig, seed: int,
                 order = list(range(len(pairs)))
                 rng.shuffle(order)
             idx.append(order.pop())
-        out = dpo_batch(policy, [pairs[i] for i in idx], config.beta, config.label_smoothing)
+        mine = shard_items(idx, dp)
+        if not mine:
+            raise ValueError(f"batch_size {len(idx)} is smaller than the {dp.world_size} processes: "
+                             "raise --set batch_size")
         opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        micro = max(1, -(-len(mine) // config.gradient_accumulation_steps))
+        stats = {"loss": 0.0, "reward_accuracy": 0.0, "margin": 0.0, "chosen_reward": 0.0, "rejected_reward": 0.0}
+        for lo in range(0, len(mine), micro):
+            part = mine[lo:lo + micro]
+            out = dpo_batch(policy, [pairs[i] for i in part], config.beta, config.label_smoothing)
+            share = len(part) / len(mine)
+            (out.loss * share).backward()
+            for key, value in (("loss", out.loss), ("reward_accuracy", out.reward_accuracy),
+                               ("margin", out.margins.mean()), ("chosen_reward", out.chosen_rewards.mean()),
+                               ("rejected_reward", out.rejected_rewards.mean())):
+                stats[key] += float(value.item()) * share
+        if dp is not None:
+            dp.average_gradients(params)
+            stats = {k: dp.mean(v) for k, v in stats.items()}
         if config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         opt.step()
         sched.step()
-        curves.add(loss=out.loss.item(), reward_accuracy=out.reward_accuracy.item(),
-                   margin=out.margins.mean().item(), chosen_reward=out.chosen_rewards.mean().item(),
-                   rejected_reward=out.rejected_rewards.mean().item(), lr=sched.get_last_lr()[0])
+        curves.add(**stats, lr=sched.get_last_lr()[0])
         if step % 10 == 0 or step == config.steps - 1:
-            log(f"dpo step {step + 1}/{config.steps}: loss {out.loss.item():.4f} "
-                f"acc {out.reward_accuracy.item():.2f} margin {out.margins.mean().item():+.4f}")
+            log(f"dpo step {step + 1}/{config.steps}: loss {stats['loss']:.4f} "
+                f"acc {stats['reward_accuracy']:.2f} margin {stats['margin']:+.4f}")
         if task is not None:
             progress.advance(task)
     policy.train(False)
@@ -176,6 +203,7 @@ class DPOSolver(Solver):
     name = "dpo"
     description = "DPO on the pooled source pairs, applied to held-out domains as is"
     Config = DPOConfig
+    data_parallel = True
 
     def __init__(self, config: DPOConfig, ctx):
         super().__init__(config, ctx)
@@ -189,7 +217,8 @@ class DPOSolver(Solver):
         pairs = self.ctx.data.source_pairs()
         seed = resolve_seed(cfg.seed, self.ctx.seed, f"dpo:{self.ctx.fold.name}")
         self.ctx.log(f"dpo: {len(pairs)} source pairs, {cfg.steps} steps of {cfg.batch_size}")
-        self.curves = train_dpo(policy, pairs, cfg, seed, log=self.ctx.log, progress=self.ctx.progress)
+        self.curves = train_dpo(policy, pairs, cfg, seed, log=self.ctx.log, progress=self.ctx.progress,
+                                dp=self.ctx.dp)
         self.adapter = policy.adapter_state()
 
     def policy_for(self, domain: str) -> DomainPolicy:
