@@ -169,7 +169,17 @@ def config_fields(config_cls: type) -> list[dataclasses.Field]:
     return list(dataclasses.fields(config_cls))
 
 
+def _optional(annotation: Any) -> bool:
+    """Whether a field annotation (a string under ``from __future__ import annotations``) admits None."""
+    if isinstance(annotation, str):
+        return "None" in annotation or annotation.startswith("Optional")
+    return type(None) in getattr(annotation, "__args__", ())
+
+
 def _coerce(value: str, annotation: Any, default: Any) -> Any:
+    # `--set key=None` (or null) sets an optional field back to None.
+    if value.strip().lower() in ("none", "null") and (_optional(annotation) or default is None):
+        return None
     kind = type(default) if default is not dataclasses.MISSING and default is not None else annotation
     if isinstance(kind, str):
         kind = {"int": int, "float": float, "bool": bool, "str": str}.get(kind.split("|")[0].strip(), str)

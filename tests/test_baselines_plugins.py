@@ -126,3 +126,16 @@ def test_new_solver_command_function(tmp_path):
     assert result.exit_code == 0, result.output
     assert "pip install -e" in result.output and "--profile smoke" in result.output
     assert (tmp_path / "oodpl-cli-idea" / "oodpl_cli_idea" / "solver.py").is_file()
+
+
+def test_set_none_resets_optional_fields():
+    from ood_pl_bench.errors import UsageError
+    from ood_pl_bench.solver import build_config
+
+    from baselines.metarm.config import MetaRMConfig
+
+    cfg = build_config(MetaRMConfig, {"meta_test_lr": "0.01", "seed": "None"})
+    assert cfg.meta_test_lr == 0.01 and cfg.seed is None
+    assert build_config(MetaRMConfig, {"meta_test_lr": "null"}).meta_test_lr is None
+    with pytest.raises(UsageError, match="meta_steps"):
+        build_config(MetaRMConfig, {"meta_steps": "None"})  # not optional: an int is required
