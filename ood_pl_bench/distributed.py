@@ -123,12 +123,13 @@ class DataParallel:
         broadcast_object_list(box, from_process=0)
         return box[0]
 
-    def mean(self, value: float) -> float:
-        """The mean of a float over processes (for logging a data-parallel loss)."""
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Each value's mean over processes, in one collective (for logging data-parallel statistics)."""
         import torch
         from accelerate.utils import reduce
 
-        return float(reduce(torch.tensor([float(value)], device=self.device), reduction="mean")[0])
+        stacked = torch.tensor([float(v) for v in values.values()], device=self.device)
+        return dict(zip(values, reduce(stacked, reduction="mean").tolist()))
 
     def average_gradients(self, params: Sequence[Any]) -> None:
         """Replace each parameter's gradient with its mean over processes (data-parallel SGD).

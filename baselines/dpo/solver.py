@@ -180,7 +180,7 @@ def train_dpo(policy, pairs: list[dict], config: DPOConfig, seed: int,
                 stats[key] += float(value.item()) * share
         if dp is not None:
             dp.average_gradients(params)
-            stats = {k: dp.mean(v) for k, v in stats.items()}
+            stats = dp.mean(stats)
         if config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         opt.step()
