@@ -123,9 +123,9 @@ class Manifest:
         """Whether ``unit`` finished."""
         return self.units.get(unit, {}).get("state") == "done"
 
-    def mark_done(self, unit: str, phase_times: dict[str, float]) -> None:
-        """Record ``unit`` as finished with the phase times it took."""
-        self.units[unit] = {"state": "done", "phase_times_s": phase_times,
+    def mark_done(self, unit: str, phase_times: dict[str, float], git_commit: str | None = None) -> None:
+        """Record ``unit`` as finished with the phase times it took and the code that computed it."""
+        self.units[unit] = {"state": "done", "phase_times_s": phase_times, "git_commit": git_commit,
                             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat()}
         if self.writable:
             write_json(self.path, {"config_key": self.config_key, "units": self.units})
@@ -209,7 +209,7 @@ def load_environment(task_name: str, edition_name: str, profile: Profile, seed: 
         resolved_rm = resolve_reward_backbone(profile.reward_backbone)
         policy = Policy(resolved_policy, task, dtype=profile.dtype, seed=seed, device=device)
     with timer("gold"):
-        gold = gold_reward_model(task, edition, profile, progress=progress)
+        gold = gold_reward_model(task, edition, profile, progress=progress, device=str(policy.device))
     from .judges import resolve_judge
 
     models = {"policy": resolved_policy, "reward_backbone": resolved_rm}
@@ -332,10 +332,14 @@ def run(cfg: RunConfig, *, out: Path | None = None, data_dir: str | None = None,
     import torch
 
     from .distributed import DataParallel
+    from .envinfo import git_commit
     from .results import RunResults
 
     dp = DataParallel.from_environment()
     is_main = dp is None or dp.is_main
+    # The code this invocation runs, read now: editing the checkout during a long run must not
+    # relabel the results with code that did not compute them.
+    code_commit = git_commit()
 
     if solver_cls is None:
         solver_cls, method_config = resolve_solver(cfg.method, cfg.method_options)
@@ -370,7 +374,8 @@ def run(cfg: RunConfig, *, out: Path | None = None, data_dir: str | None = None,
         def finish(unit: str, before: dict[str, float]) -> None:
             nonlocal new_units
             after = env.timer.snapshot()
-            manifest.mark_done(unit, {k: round(after.get(k, 0.0) - before.get(k, 0.0), 3) for k in after})
+            manifest.mark_done(unit, {k: round(after.get(k, 0.0) - before.get(k, 0.0), 3) for k in after},
+                               git_commit=code_commit)
             new_units += 1
             if stop_after_units is not None and new_units >= stop_after_units:
                 raise KeyboardInterrupt(f"stopped after {new_units} units (test hook)")
@@ -429,7 +434,7 @@ def run(cfg: RunConfig, *, out: Path | None = None, data_dir: str | None = None,
         dp.wait()  # the main process writes results.json
         return None
     results = assemble_results(cfg, run_dir, env, method_config, manifest,
-                               wall_time_s=time.perf_counter() - wall_start)
+                               wall_time_s=time.perf_counter() - wall_start, code_commit=code_commit)
     RunResults.model_validate(results)
     write_json(run_dir / "results.json", results)
     if dp is not None:
@@ -446,7 +451,8 @@ def _make_policy(env: Environment, seed: int) -> Any:
 def _make_reward_model(env: Environment) -> Any:
     from .models.reward import RewardModel
 
-    return RewardModel.from_pretrained(env.models["reward_backbone"])
+    # On the policy's device: under a GPU launch each process's reward models sit on its own card.
+    return RewardModel.from_pretrained(env.models["reward_backbone"], device=env.policy.device)
 
 
 def load_domain_payloads(run_dir: Path, role: str) -> dict[str, dict]:
@@ -466,8 +472,11 @@ def load_rows(run_dir: Path, payload: dict) -> dict[str, list[dict]]:
 
 
 def assemble_results(cfg: RunConfig, run_dir: Path, env: Environment, method_config: Any,
-                     manifest: Manifest, wall_time_s: float) -> dict:
-    """Build the results.json dict from the written domain files (the same path validate takes)."""
+                     manifest: Manifest, wall_time_s: float, code_commit: str | None = None) -> dict:
+    """Build the results.json dict from the written domain files (the same path validate takes).
+
+    ``code_commit``: the git commit read when the run started (default: read now).
+    """
     from . import protocol
     from .envinfo import device_name, git_commit, package_versions
     from .judges.win_rate import aggregate_judgements
@@ -507,7 +516,7 @@ def assemble_results(cfg: RunConfig, run_dir: Path, env: Environment, method_con
         "judge": env.judge.judge_id if env.judge is not None else None,
         "protocol": protocol.protocol_record(task),
         "package_versions": package_versions(),
-        "git_commit": git_commit(),
+        "git_commit": code_commit if code_commit is not None else git_commit(),
         "device": device_name(),
         "phase_times_s": phase,
         "wall_time_s": round(wall_time_s, 3),

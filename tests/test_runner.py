@@ -86,3 +86,16 @@ def test_run_dir_with_other_config_is_refused(smoke_env):
     with pytest.raises(UsageError, match="different configuration"):
         runner.run(RunConfig(method="reference", task="qa", profile="smoke", seed=1, domains=("coffee",),
                              in_distribution=False), out=smoke_env / "r")
+
+
+def test_results_name_the_commit_the_run_started_with(smoke_env, monkeypatch):
+    """Editing the checkout during a run must not relabel its results; units keep their own commit."""
+    from ood_pl_bench import envinfo
+
+    commits = iter(f"commit{i}" for i in range(100))
+    monkeypatch.setattr(envinfo, "git_commit", lambda: next(commits))
+    cfg = RunConfig(method="reference", task="qa", profile="smoke", domains=("coffee",), in_distribution=False)
+    results = runner.run(cfg, out=smoke_env / "commit")
+    assert results["git_commit"] == "commit0"
+    manifest = json.loads((smoke_env / "commit" / "manifest.json").read_text())
+    assert {u["git_commit"] for u in manifest["units"].values()} == {"commit0"}
