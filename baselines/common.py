@@ -171,7 +171,7 @@ def bt_reward_model(ctx: Any, options: BTRewardOptions):
     record_path = Path(ctx.work_dir) / "bt_rm.json"
     if (folder / "reward_model.json").is_file():
         ctx.log(f"bt reward model: cached at {folder}")
-        rm = RewardModel.load(folder)
+        rm = RewardModel.load(folder, device=ctx.device)
     else:
         used = len(pairs) if config.max_examples is None else min(len(pairs), config.max_examples)
         ctx.log(f"bt reward model: training on {used} of {len(pairs)} pooled source pairs")

@@ -141,8 +141,10 @@ def run(
     get_profile(cfg.profile)
     get_task(cfg.task, cfg.edition)
     run_dir = out or default_run_dir(cfg)
-    # Under `accelerate launch`, only the main process (RANK 0) shows progress and prints results.
-    main_process = os.environ.get("RANK", "0") in ("", "0")
+    # Under `accelerate launch`, only the main process shows progress and prints results.
+    from .distributed import launched_as_main_process
+
+    main_process = launched_as_main_process()
     if main_process:
         err_console.print(f"run directory: {run_dir}", soft_wrap=True)
     results = run_task(cfg, out=run_dir, data_dir=str(data_dir) if data_dir else None,

@@ -30,6 +30,16 @@ from . import evaluation
 from .solver import DomainPolicy
 
 
+def launched_as_main_process() -> bool:
+    """True unless this process is a non-main rank of an ``accelerate launch`` / ``torchrun``.
+
+    Read from the launcher's environment (``RANK``), so it answers before any process group exists.
+    """
+    import os
+
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
 class DataParallel:
     """This process's place in an accelerate launch: rank, world size, device, and gathering."""
 

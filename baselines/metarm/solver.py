@@ -267,7 +267,7 @@ class MetaRMSolver(Solver):
         key, fields = self.training_key(policy, rm, domains)
         cached = cache_dir() / "metarm" / key
         if (cached / META_FILE).is_file() and (cached / RM_DIR).is_dir():
-            self.rm = RewardModel.load(cached / RM_DIR)
+            self.rm = RewardModel.load(cached / RM_DIR, device=self.ctx.device)
             self.rm.requires_grad_(False)
             self.curves = read_json(cached / CURVES_FILE)
             self.meta = dict(read_json(cached / META_FILE), reused_from=str(cached))
@@ -345,7 +345,7 @@ class MetaRMSolver(Solver):
         directory = Path(directory)
         if not ((directory / META_FILE).is_file() and (directory / RM_DIR / "reward_model.json").is_file()):
             return False
-        self.rm = RewardModel.load(directory / RM_DIR)
+        self.rm = RewardModel.load(directory / RM_DIR, device=self.ctx.device)
         self.rm.requires_grad_(False)
         self.curves = read_json(directory / CURVES_FILE) if (directory / CURVES_FILE).is_file() else {}
         self.meta = read_json(directory / META_FILE)
