@@ -58,7 +58,9 @@ def score_pairs(
             both = [row["ref_chosen"] for row in rows] + [row["ref_rejected"] for row in rows]
         else:
             with timer("scoring"), policy_scorer(policy, domain_policy) as scorer:
-                both = scorer.sequence_logprobs(prompts + prompts, responses, batch_size=batch_size).tolist()
+                chosen, rejected = scorer.pair_logprobs(prompts, [p["chosen"] for p in pairs],
+                                                        [p["rejected"] for p in pairs], batch_size=batch_size)
+                both = chosen.tolist() + rejected.tolist()
         for row, c, r in zip(rows, both[: len(pairs)], both[len(pairs):]):
             margin = (c - row["ref_chosen"]) - (r - row["ref_rejected"])
             row.update(policy_chosen=float(c), policy_rejected=float(r), margin=float(margin),

@@ -38,7 +38,7 @@ def counted(policy, tmp_path, monkeypatch):
     """A fresh cache root per test; counts the policy's generate / scoring calls."""
     monkeypatch.setenv("OODPL_CACHE", str(tmp_path / "cache"))
     calls = {"generate": 0, "generated_prompts": 0, "score": 0}
-    generate, score = policy.generate, policy.sequence_logprobs
+    generate, score, score_pairs = policy.generate, policy.sequence_logprobs, policy.pair_logprobs
 
     def counting_generate(prompts, *args, **kwargs):
         calls["generate"] += 1
@@ -50,7 +50,12 @@ def counted(policy, tmp_path, monkeypatch):
         return score(*args, **kwargs)
 
     monkeypatch.setattr(policy, "generate", counting_generate)
+    def counting_pair_score(*args, **kwargs):
+        calls["score"] += 1
+        return score_pairs(*args, **kwargs)
+
     monkeypatch.setattr(policy, "sequence_logprobs", counting_score)
+    monkeypatch.setattr(policy, "pair_logprobs", counting_pair_score)
     return calls
 
 

@@ -63,6 +63,28 @@ def test_padding_invariance_alone_vs_batch(policy, perturbed):
             torch.testing.assert_close(scored, together.detach(), rtol=1e-5, atol=1e-5)
 
 
+def test_packed_pair_scoring_equals_scoring_each_response_alone(policy, perturbed, qa_task, model_cache, monkeypatch):
+    long_prompt = " ".join(f"word{i}" for i in range(200))       # truncated to its last tokens
+    long_response = " ".join(f"answer{i}" for i in range(200))   # truncated, no EOS
+    prompts = PROMPTS + [long_prompt, "Hi"]
+    chosen = RESPONSES + [long_response, "Fine thanks"]
+    rejected = ["No.", "", "Hello back, how can I help you today?", "Short.", long_response]
+    eager = Policy(resolve_policy("tiny-llama"), qa_task, dtype="fp32", seed=0, attn_implementation="eager")
+    for scorer in (policy, eager):
+        scorer.load_adapter_state(perturbed)
+        for reference in (False, True):
+            alone = scorer.sequence_logprobs(prompts * 2, chosen + rejected, reference=reference, batch_size=1)
+            for bs in (1, 3, 8):
+                c, r = scorer.pair_logprobs(prompts, chosen, rejected, reference=reference, batch_size=bs)
+                torch.testing.assert_close(torch.cat([c, r]), alone, rtol=1e-5, atol=1e-5)
+    # Attention that cannot take a block mask falls back to one response per row.
+    monkeypatch.setattr(policy, "_attention_kind", lambda: "flash_attention_2")
+    c, r = policy.pair_logprobs(prompts, chosen, rejected)
+    torch.testing.assert_close(torch.cat([c, r]), policy.sequence_logprobs(prompts * 2, chosen + rejected))
+    with pytest.raises(ValueError, match="2 rejected"):
+        policy.pair_logprobs(prompts, chosen, rejected[:2])
+
+
 def test_fresh_policy_is_reference_and_adapter_round_trip(policy, perturbed):
     batch = policy.encode(PROMPTS, RESPONSES)
     ref = policy.response_logprobs(batch, reference=True).detach()

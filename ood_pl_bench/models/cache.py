@@ -48,7 +48,10 @@ def samples_cache_key(policy: Policy, *, k: int, decoding: Decoding, seed: int, 
 
 def pairs_cache_key(policy: Policy, *, data_hash: str) -> tuple[str, dict]:
     """The key (and the fields it hashes) of a reference pair log-prob cache."""
-    fields = dict(policy_cache_fields(policy), kind="pair-logprobs", data_hash=data_hash)
+    # "scoring": pairs are scored packed (Policy.pair_logprobs), as the evaluation scores pi_theta;
+    # values from the older one-response-per-row layout differ in float rounding, so they are not reused.
+    fields = dict(policy_cache_fields(policy), kind="pair-logprobs", scoring="packed-pairs",
+                  data_hash=data_hash)
     return stable_hash(fields), fields
 
 
@@ -109,11 +112,11 @@ def reference_pair_logprobs(policy: Policy, pairs: list[dict], *, data_hash: str
     for lo in range(0, len(todo), PAIR_CHUNK):
         chunk = todo[lo:lo + PAIR_CHUNK]
         prompts = [p["prompt"] for p in chunk]
-        lps = policy.sequence_logprobs(prompts + prompts, [p["chosen"] for p in chunk] +
-                                       [p["rejected"] for p in chunk], reference=True,
-                                       batch_size=batch_size).tolist()
+        chosen, rejected = policy.pair_logprobs(prompts, [p["chosen"] for p in chunk],
+                                                [p["rejected"] for p in chunk], reference=True,
+                                                batch_size=batch_size)
         n = len(chunk)
-        for p, c, r in zip(chunk, lps[:n], lps[n:]):
+        for p, c, r in zip(chunk, chosen.tolist(), rejected.tolist()):
             have[p["pair_id"]] = [float(c), float(r), _pair_hash(p)]
         write_json(path, have)
         _advance(progress, task, n)

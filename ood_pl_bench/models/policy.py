@@ -276,6 +276,114 @@ class Policy:
             out[idx] = self.response_logprobs(batch, reference=reference).float().cpu()
         return out
 
+    @torch.no_grad()
+    def pair_logprobs(self, prompts: Sequence[str], chosen: Sequence[str], rejected: Sequence[str],
+                      reference: bool = False, batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log π(chosen | prompt), log π(rejected | prompt))`` of many pairs: two float32 Tensor[N].
+
+        Each pair is one packed row ``[prompt][chosen][rejected]`` that runs the prompt once: the
+        rejected tokens take the positions right after the prompt and a block mask hides the chosen
+        tokens from them, so each response is scored exactly as if alone (up to float rounding).
+        On qa (prompts ~117 tokens, responses ~87) this is 71 % of the tokens of
+        :meth:`sequence_logprobs` over both responses. Models whose attention cannot take a custom
+        mask (not ``sdpa`` or ``eager``) fall back to scoring each response alone.
+        """
+        if not (len(prompts) == len(chosen) == len(rejected)):
+            raise ValueError(f"{len(prompts)} prompts, {len(chosen)} chosen, {len(rejected)} rejected")
+        if self._attention_kind() not in ("sdpa", "eager"):
+            both = self.sequence_logprobs(list(prompts) * 2, list(chosen) + list(rejected),
+                                          reference=reference, batch_size=batch_size)
+            return both[:len(prompts)], both[len(prompts):]
+        cache: dict[str, list[int]] = {}
+        rows = []
+        for p, c, r in zip(prompts, chosen, rejected):
+            if p not in cache:
+                cache[p] = self.prompt_ids(p)
+            rows.append((cache[p], [self.response_ids(c), self.response_ids(r)]))
+        out = torch.zeros(len(rows), 2, dtype=torch.float32)
+        order = sorted(range(len(rows)), key=lambda i: -(len(rows[i][0]) + sum(map(len, rows[i][1]))))
+        step = max(1, batch_size)
+        for lo in range(0, len(order), step):
+            idx = order[lo:lo + step]
+            with self._adapters(not reference):
+                out[idx] = self._packed_logprobs([rows[i] for i in idx]).float().cpu()
+        return out[:, 0].contiguous(), out[:, 1].contiguous()
+
+    def _attention_kind(self) -> str:
+        return str(getattr(self.model.get_base_model().config, "_attn_implementation", None) or "sdpa")
+
+    def _packed_logprobs(self, rows: Sequence[tuple[list[int], list[list[int]]]]) -> torch.Tensor:
+        """Summed response log-probs of rows ``(prompt_ids, [response_ids, ...])``: Tensor[B, n].
+
+        Written by hand because transformers has no "score several continuations of one prompt"
+        API: the packed layout, position ids and block-causal mask are built here.
+        """
+        n = max(len(responses) for _, responses in rows)
+        width = max(len(p) + sum(map(len, responses)) for p, responses in rows)
+        n_targets = max(1, max(sum(map(len, responses)) for _, responses in rows))
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        segment = torch.full((len(rows), width), -1, dtype=torch.long)   # -1 pad, 0 prompt, s+1 response s
+        source = torch.zeros((len(rows), n_targets), dtype=torch.long)   # position whose logits predict it
+        target_segment = torch.full((len(rows), n_targets), -1, dtype=torch.long)
+        for b, (prompt, responses) in enumerate(rows):
+            if not prompt:
+                raise ValueError("packed scoring needs a non-empty prompt")
+            end, k = len(prompt), 0
+            ids[b, :end] = torch.tensor(prompt, dtype=torch.long)
+            positions[b, :end] = torch.arange(end)
+            segment[b, :end] = 0
+            for s, response in enumerate(responses):
+                m = len(response)
+                if m == 0:
+                    continue
+                ids[b, end:end + m] = torch.tensor(response, dtype=torch.long)
+                positions[b, end:end + m] = torch.arange(len(prompt), len(prompt) + m)
+                segment[b, end:end + m] = s + 1
+                # The first token is predicted by the prompt's last position, the rest by their predecessor.
+                source[b, k] = len(prompt) - 1
+                source[b, k + 1:k + m] = torch.arange(end, end + m - 1)
+                target_segment[b, k:k + m] = s
+                end, k = end + m, k + m
+        # Block-causal mask: causal over the packed row, never into padding, and a response never
+        # sees another response (only the prompt and its own earlier tokens).
+        query, key = segment.unsqueeze(2), segment.unsqueeze(1)
+        allowed = torch.ones(width, width, dtype=torch.bool).tril().unsqueeze(0) & (key >= 0)
+        allowed &= (key == 0) | (key == query)
+        allowed |= torch.eye(width, dtype=torch.bool).unsqueeze(0)   # padding rows attend to themselves
+        mask = allowed.unsqueeze(1)
+        if self._attention_kind() == "eager":   # eager attention adds the mask to its scores
+            mask = torch.zeros(mask.shape, dtype=torch.float32).masked_fill(~mask, torch.finfo(torch.float32).min)
+        targets = self._packed_targets(rows, n_targets)   # the response tokens, in packed order
+        ids, positions, mask = ids.to(self.device), positions.to(self.device), mask.to(self.device)
+        source, targets = source.to(self.device), targets.to(self.device)
+        with self._autocast():
+            if self._fast_head:
+                inner = self.model.get_base_model()
+                body = getattr(inner, inner.base_model_prefix)
+                hidden = body(input_ids=ids, attention_mask=mask, position_ids=positions,
+                              use_cache=False).last_hidden_state
+                hidden = hidden.gather(1, source.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+                head = inner.get_output_embeddings()
+                with torch.autocast(device_type=self.device.type, enabled=False):
+                    logits = head(hidden.to(head.weight.dtype))
+            else:
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                    use_cache=False).logits
+                logits = logits.gather(1, source.unsqueeze(-1).expand(-1, -1, logits.shape[-1])).float()
+        token_lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
+        onehot = torch.nn.functional.one_hot(target_segment.clamp(min=0), n).to(token_lp.dtype)
+        onehot = onehot * (target_segment >= 0).unsqueeze(-1).to(token_lp.dtype)
+        return torch.einsum("bt,btn->bn", token_lp, onehot.to(token_lp.device))
+
+    @staticmethod
+    def _packed_targets(rows: Sequence[tuple[list[int], list[list[int]]]], n_targets: int) -> torch.Tensor:
+        targets = torch.zeros((len(rows), n_targets), dtype=torch.long)
+        for b, (_, responses) in enumerate(rows):
+            flat = [t for response in responses for t in response]
+            targets[b, :len(flat)] = torch.tensor(flat, dtype=torch.long)
+        return targets
+
     # --- generation ------------------------------------------------------------------------------
 
     @torch.no_grad()
