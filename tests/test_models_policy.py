@@ -85,6 +85,26 @@ def test_packed_pair_scoring_equals_scoring_each_response_alone(policy, perturbe
         policy.pair_logprobs(prompts, chosen, rejected[:2])
 
 
+def test_grouped_scoring_matches_values_and_gradients_of_one_row_per_response(policy, perturbed):
+    policy.load_adapter_state(perturbed)
+    prompts = ["How do I brew coffee?", "Hi"]
+    groups = [["Use fresh beans.", "Boil water first, then wait.", ""], ["Hello!"]]
+    eos = [[True, False, True], [False]]
+    params = policy.trainable_parameters()
+
+    def grads_of(logp: torch.Tensor) -> list[torch.Tensor]:
+        weights = torch.linspace(0.5, 2.0, logp.numel())
+        return torch.autograd.grad((weights * logp).sum(), params)
+
+    packed = policy.grouped_response_logprobs(prompts, groups, eos)
+    flat_prompts = [p for p, g in zip(prompts, groups) for _ in g]
+    alone = policy.response_logprobs(policy.encode(flat_prompts, [r for g in groups for r in g],
+                                                   [e for f in eos for e in f]))
+    torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads_of(packed), grads_of(alone)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_fresh_policy_is_reference_and_adapter_round_trip(policy, perturbed):
     batch = policy.encode(PROMPTS, RESPONSES)
     ref = policy.response_logprobs(batch, reference=True).detach()

@@ -113,8 +113,11 @@ def weighted_meta_test(policy: Any, reward_model: Any, rows: list[dict], options
             r = torch.tensor([reward_cache[k] for k in keys], dtype=torch.float32)
             groups = group_index(sizes)
             w = inner_weights(r, groups, options.beta, options.weights, options.max_log_weight)
-            enc = policy.encode(prompts, texts, eos=finished)
-            logp = policy.response_logprobs(enc)
+            # A prompt's samples share one packed row: the prompt runs once per group.
+            logp = policy.grouped_response_logprobs(
+                [row["prompt"] for row, idx in batch if idx],
+                [[row["samples"][i]["text"] for i in idx] for row, idx in batch if idx],
+                [[bool(row["samples"][i].get("finished", True)) for i in idx] for row, idx in batch if idx])
             loss = -(w.to(logp.dtype) * logp).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()

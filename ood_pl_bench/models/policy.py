@@ -309,6 +309,28 @@ class Policy:
                 out[idx] = self._packed_logprobs([rows[i] for i in idx]).float().cpu()
         return out[:, 0].contiguous(), out[:, 1].contiguous()
 
+    def grouped_response_logprobs(self, prompts: Sequence[str], groups: Sequence[Sequence[str]],
+                                  eos: Sequence[Sequence[bool]] | None = None) -> torch.Tensor:
+        """Differentiable log π_θ(y | x) of several responses per prompt: Tensor[Σ len(group)], flat
+        in prompt then response order (as :meth:`response_logprobs` of the repeated prompts).
+
+        All of a prompt's responses share one packed row (see :meth:`pair_logprobs`), so the prompt
+        runs once per group. ``eos`` as in :meth:`encode`, one flag per response (default True).
+        """
+        if len(prompts) != len(groups):
+            raise ValueError(f"{len(prompts)} prompts but {len(groups)} response groups")
+        flags = eos if eos is not None else [[True] * len(g) for g in groups]
+        if self._attention_kind() not in ("sdpa", "eager"):
+            flat_prompts = [p for p, g in zip(prompts, groups) for _ in g]
+            batch = self.encode(flat_prompts, [r for g in groups for r in g], [e for f in flags for e in f])
+            return self.response_logprobs(batch)
+        rows = [(self.prompt_ids(p), [self.response_ids(r, bool(e)) for r, e in zip(g, f)])
+                for p, g, f in zip(prompts, groups, flags) if g]
+        if not rows:
+            return torch.zeros(0, device=self.device)
+        table = self._packed_logprobs(rows)
+        return torch.cat([table[i, :len(responses)] for i, (_, responses) in enumerate(rows)])
+
     def _attention_kind(self) -> str:
         return str(getattr(self.model.get_base_model().config, "_attn_implementation", None) or "sdpa")
 
