@@ -14,6 +14,10 @@ Token layout (shared by scoring and reference caches, part of the protocol):
 ``task.max_prompt_tokens`` tokens and the response to its *first* ``task.max_response_tokens``
 tokens. A response that fits ends with EOS (its log-prob includes "the answer stops here"); a
 response that had to be truncated, or an unfinished sample (``eos=False``), does not.
+Test pairs (and a prompt's group of samples in the meta-test) are scored *packed*:
+``[prompt][response 1][response 2]...`` in one row, each response at the positions right after the
+prompt and masked from the others, which gives each response's log-prob as if scored alone (to
+float rounding) while running the prompt once.
 """
 
 from __future__ import annotations
