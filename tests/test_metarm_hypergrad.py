@@ -91,11 +91,14 @@ def float64_problem(monkeypatch):
             "inner": inner, "outer": policy_batch(6)}
 
 
+@pytest.mark.parametrize("offset", [False, True], ids=["likelihood-margin", "implicit-margin"])
 @pytest.mark.parametrize("weights", ["softmax", "exp"])
-def test_analytic_equals_exact_for_one_inner_step(float64_problem, weights):
+def test_analytic_equals_exact_for_one_inner_step(float64_problem, weights, offset):
     p = float64_problem
     batches = [p["inner"]()]
-    kw = dict(alpha=0.5, beta=0.7, weights=weights, max_log_weight=5.0)
+    # The implicit outer margin subtracts a constant per pair (A at θ₀); both paths must take it.
+    margin_offset = hg.pair_margins(p["loglik"], p["theta0"], p["outer"]).detach() + 0.3 if offset else None
+    kw = dict(alpha=0.5, beta=0.7, weights=weights, max_log_weight=5.0, margin_offset=margin_offset)
     a = hg.analytic_hypergradient(p["loglik"], p["reward_fn"], p["rm_params"], p["theta0"], batches,
                                   p["outer"], **kw)
     e = hg.exact_hypergradient(p["loglik"], p["reward_fn"], p["rm_params"], p["theta0"], batches,

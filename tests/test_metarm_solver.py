@@ -126,6 +126,21 @@ def test_exact_hypergradient_runs_in_meta_training(synthetic):
     assert len(curves["outer_loss"]) == 1 and curves["hypergrad_norm"][0] > 0
 
 
+def test_implicit_outer_margin_weighs_every_pair_near_one_half(synthetic):
+    """With outer_margin=implicit the outer loss is −log σ(A − A_ref): about log 2 after a small inner
+    step, whatever the pairs' raw likelihood margins; the curves still report A's sign."""
+    import math
+
+    cfg = MetaRMConfig(meta_steps=4, alpha=1e-3, eta=1e-2, beta=0.25, inner_prompts=2, outer_pairs=3,
+                       outer_margin="implicit")
+    curves = meta_train(synthetic["policy"], synthetic["make_rm"](), synthetic["sources"], cfg, seed=0)
+    assert all(abs(x - math.log(2)) < 0.05 for x in curves["outer_loss"]), curves["outer_loss"]
+    assert all(x > 0 for x in curves["hypergrad_norm"])
+    likelihood = meta_train(synthetic["policy"], synthetic["make_rm"](), synthetic["sources"],
+                            MetaRMConfig(**{**cfg.__dict__, "outer_margin": "likelihood"}), seed=0)
+    assert likelihood["pl_likelihood_accuracy"] == curves["pl_likelihood_accuracy"]
+
+
 # --- config -----------------------------------------------------------------------------------------
 
 
@@ -136,7 +151,8 @@ def test_config_validation_and_help():
         assert f.metadata.get("help"), f.name
     MetaRMConfig().validate()
     for bad in ({"samples_per_prompt": 1}, {"beta": 0.0}, {"weights": "linear"}, {"hypergrad": "fd"},
-                {"inner_steps": 0}, {"meta_test_optimizer": "rmsprop"}, {"meta_test_lr": -1.0}):
+                {"inner_steps": 0}, {"meta_test_optimizer": "rmsprop"}, {"meta_test_lr": -1.0},
+                {"outer_margin": "reference"}):
         with pytest.raises(UsageError):
             build_config(MetaRMConfig, bad)
     cfg = build_config(MetaRMConfig, {"meta_test_lr": "0.01", "weights": "exp", "seed": "3"})

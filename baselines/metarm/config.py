@@ -16,6 +16,7 @@ HYPERGRAD_MODES = ("analytic", "exact")
 META_TEST_MODES = ("weighted", "ppo")
 META_TEST_OPTIMIZERS = ("sgd", "adam")
 RM_TRAINABLE = ("all", "head")
+OUTER_MARGINS = ("likelihood", "implicit")
 
 # Options that change only the meta-test (per held-out domain); every other option changes the
 # meta-trained reward model, so a finished meta-training is reused when only these differ.
@@ -54,6 +55,11 @@ class MetaRMConfig:
         "help": "'analytic': one forward-mode JVP per inner step and one RM backward (exact for "
                 "inner_steps=1); 'exact': differentiate through the unrolled inner loop (slow, "
                 "memory grows with inner_steps; for checking and small models)"})
+    outer_margin: str = field(default="likelihood", metadata={
+        "help": "margin of the outer loss −log σ(·): 'likelihood', the paper's A = log π_θ(y_w|x) − "
+                "log π_θ(y_l|x); or 'implicit', A − A_ref (the margin pl_accuracy scores), which "
+                "weighs every pair σ(−0) = ½ at θ₀ instead of letting pairs whose likelihoods differ "
+                "by tens of nats saturate the loss (0 or 1)"})
     bt_weight: float = field(default=0.0, metadata={
         "help": "weight of an extra direct Bradley-Terry loss of r_φ on the outer pairs (0: off, "
                 "the pure meta-learned RM of the paper)"})
@@ -100,6 +106,8 @@ class MetaRMConfig:
             raise ValueError(f"hypergrad must be one of {', '.join(HYPERGRAD_MODES)}, got {self.hypergrad!r}")
         if self.rm_trainable not in RM_TRAINABLE:
             raise ValueError(f"rm_trainable must be one of {', '.join(RM_TRAINABLE)}, got {self.rm_trainable!r}")
+        if self.outer_margin not in OUTER_MARGINS:
+            raise ValueError(f"outer_margin must be one of {', '.join(OUTER_MARGINS)}, got {self.outer_margin!r}")
         if self.bt_weight < 0:
             raise ValueError(f"bt_weight must be >= 0, got {self.bt_weight}")
         if self.rm_max_grad_norm < 0:

@@ -10,7 +10,8 @@ One episode (SPEC section 4): θ_0 = θ₀ and, for t = 0..D−1,
     θ_{t+1} = θ_t + α Σ_b w_{t,b} g_{t,b},   g_{t,b} = ∇_θ log π_{θ_t}(y_b | x_b),
     w = softmax of r_φ/β within each prompt's group   (or R = exp(min(r_φ/β, m)), "exp"),
 
-then ℓ = mean_j −log σ(A_j), A_j = log π_{θ_D}(y_j|x_j) − log π_{θ_D}(y'_j|x_j).
+then ℓ = mean_j −log σ(A_j − o_j), A_j = log π_{θ_D}(y_j|x_j) − log π_{θ_D}(y'_j|x_j), with a constant
+offset o (``margin_offset``: 0 for the paper's loss, A_j at θ₀ for the implicit-reward margin).
 
 Derivation of the analytic hypergradient. Let v = ∂ℓ/∂θ_D. Treating ∂θ_D/∂θ_{t+1} as the identity
 (exact for D = 1, because θ_0 and g_{0,b} do not depend on φ), the chain rule through the weights is
@@ -166,6 +167,10 @@ def jvp_scores(loglik: LogLik, theta: Mapping[str, torch.Tensor], batch: Any,
     return tangent_out.detach()
 
 
+def _offset(margins: torch.Tensor, offset: torch.Tensor | None) -> torch.Tensor:
+    return margins if offset is None else margins - offset.detach().to(margins.dtype)
+
+
 def _rm_grad(objective: torch.Tensor, rm_params: Mapping[str, torch.Tensor]) -> Params:
     names = list(rm_params)
     grads = torch.autograd.grad(objective, [rm_params[k] for k in names], allow_unused=True)
@@ -184,7 +189,8 @@ def _add(acc: Params | None, new: Params) -> Params:
 def analytic_hypergradient(loglik: LogLik, reward_fn: RewardFn, rm_params: Mapping[str, torch.Tensor],
                            theta0: Mapping[str, torch.Tensor], inner_batches: Sequence[InnerBatch],
                            outer_batch: Any, *, alpha: float, beta: float, weights: str = "softmax",
-                           max_log_weight: float = 5.0) -> MetaGradient:
+                           max_log_weight: float = 5.0,
+                           margin_offset: torch.Tensor | None = None) -> MetaGradient:
     """One episode with the analytic hypergradient (module docstring): exact when D = 1.
 
     Inner loop: rewards without a graph, weights, one backward per step for Σ_b w_b g_b, keeping
@@ -205,7 +211,7 @@ def analytic_hypergradient(loglik: LogLik, reward_fn: RewardFn, rm_params: Mappi
         all_r.append(r)
         theta = {k: v.detach() for k, v in inner_update(theta, g, alpha).items()}
     leaves = {k: v.detach().requires_grad_(True) for k, v in theta.items()}
-    margins = pair_margins(loglik, leaves, outer_batch)
+    margins = _offset(pair_margins(loglik, leaves, outer_batch), margin_offset)
     loss = pl_loss(margins)
     names = list(leaves)
     v = dict(zip(names, torch.autograd.grad(loss, [leaves[k] for k in names], allow_unused=True)))
@@ -227,7 +233,8 @@ def analytic_hypergradient(loglik: LogLik, reward_fn: RewardFn, rm_params: Mappi
 def exact_hypergradient(loglik: LogLik, reward_fn: RewardFn, rm_params: Mapping[str, torch.Tensor],
                         theta0: Mapping[str, torch.Tensor], inner_batches: Sequence[InnerBatch],
                         outer_batch: Any, *, alpha: float, beta: float, weights: str = "softmax",
-                        max_log_weight: float = 5.0) -> MetaGradient:
+                        max_log_weight: float = 5.0,
+                        margin_offset: torch.Tensor | None = None) -> MetaGradient:
     """One episode with dℓ/dφ by backpropagation through the unrolled inner loop.
 
     Every θ_{t+1} = θ_t + α ∇_θ Σ_b w_b(φ) log π_{θ_t}(y_b|x_b) is built with ``create_graph=True``
@@ -242,7 +249,7 @@ def exact_hypergradient(loglik: LogLik, reward_fn: RewardFn, rm_params: Mapping[
         g = weighted_loglik_grad(loglik, theta, ib.policy_batch, w, create_graph=True)
         theta = inner_update(theta, g, alpha)
         all_w.append(w.detach())
-    margins = pair_margins(loglik, theta, outer_batch)
+    margins = _offset(pair_margins(loglik, theta, outer_batch), margin_offset)
     loss = pl_loss(margins)
     grads = _rm_grad(loss, rm_params)
     return MetaGradient(loss=loss.detach(), margins=margins.detach(), grads=grads,

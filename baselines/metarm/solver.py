@@ -123,10 +123,17 @@ def meta_train(policy: Any, rm: Any, domains: list[SourceDomain], config: MetaRM
         px = [p["prompt"] for p in pairs]
         answers = [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]
         outer = policy.encode(px + px, answers)
-        out = hypergradient(loglik, rm, rm_params, theta0, inner, outer, alpha=cfg.alpha, beta=cfg.beta,
-                            weights=cfg.weights, max_log_weight=cfg.max_log_weight)
-        grads = out.grads
         n = len(pairs)
+        with torch.no_grad():
+            ref = policy.response_logprobs(outer, reference=True)
+        ref_margin = ref[:n] - ref[n:]
+        offset = ref_margin if cfg.outer_margin == "implicit" else None
+        out = hypergradient(loglik, rm, rm_params, theta0, inner, outer, alpha=cfg.alpha, beta=cfg.beta,
+                            weights=cfg.weights, max_log_weight=cfg.max_log_weight, margin_offset=offset)
+        grads = out.grads
+        ref_margin = ref_margin.to(out.margins.dtype)
+        # out.margins are the loss's margins: A, or A − A_ref with the implicit outer margin.
+        likelihood_margin = out.margins + ref_margin if offset is not None else out.margins
         rm_pairs = rm.encode(px + px, answers)
         if cfg.bt_weight > 0:
             r_pairs = rm(rm_pairs)
@@ -139,9 +146,6 @@ def meta_train(policy: Any, rm: Any, domains: list[SourceDomain], config: MetaRM
             with torch.no_grad():
                 r_pairs = rm(rm_pairs)
                 bt = -F.logsigmoid(r_pairs[:n] - r_pairs[n:]).mean()
-        with torch.no_grad():
-            ref = policy.response_logprobs(outer, reference=True)
-        ref_margin = (ref[:n] - ref[n:]).to(out.margins.dtype)
         norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads.values()))
         for x, p in rm_params.items():
             p.grad = grads[x].detach().to(p.dtype).clone()
@@ -150,8 +154,8 @@ def meta_train(policy: Any, rm: Any, domains: list[SourceDomain], config: MetaRM
         opt.step()
         opt.zero_grad(set_to_none=True)
         curves["outer_loss"].append(float(out.loss))
-        curves["pl_accuracy"].append(float(_outcome(out.margins - ref_margin).mean()))
-        curves["pl_likelihood_accuracy"].append(float(_outcome(out.margins).mean()))
+        curves["pl_accuracy"].append(float(_outcome(likelihood_margin - ref_margin).mean()))
+        curves["pl_likelihood_accuracy"].append(float(_outcome(likelihood_margin).mean()))
         curves["rm_accuracy"].append(float(_outcome(r_pairs[:n] - r_pairs[n:]).mean()))
         curves["bt_loss"].append(float(bt.detach()))
         curves["hypergrad_norm"].append(norm)
