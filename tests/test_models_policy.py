@@ -77,6 +77,13 @@ def test_packed_pair_scoring_equals_scoring_each_response_alone(policy, perturbe
             for bs in (1, 3, 8):
                 c, r = scorer.pair_logprobs(prompts, chosen, rejected, reference=reference, batch_size=bs)
                 torch.testing.assert_close(torch.cat([c, r]), alone, rtol=1e-5, atol=1e-5)
+    # An empty prompt (raw format, empty text) has no position to predict a first token from:
+    # such batches are scored one response per row, as before packing.
+    real_prompt_ids = policy.prompt_ids
+    monkeypatch.setattr(policy, "prompt_ids", lambda p: [] if p == "" else real_prompt_ids(p))
+    c, r = policy.pair_logprobs(["", "Hi"], ["A", "B"], ["C", "D"])
+    torch.testing.assert_close(torch.cat([c, r]), policy.sequence_logprobs(["", "Hi"] * 2, ["A", "B", "C", "D"]))
+    monkeypatch.setattr(policy, "prompt_ids", real_prompt_ids)
     # Attention that cannot take a block mask falls back to one response per row.
     monkeypatch.setattr(policy, "_attention_kind", lambda: "flash_attention_2")
     c, r = policy.pair_logprobs(prompts, chosen, rejected)
