@@ -166,6 +166,8 @@ def bt_reward_model(ctx: Any, options: BTRewardOptions):
         "backbone": {k: rm.backbone_info.get(k) for k in ("model_id", "revision")},
         "max_length": rm.max_length, "train": dataclasses.asdict(config),
         "head": hashlib.sha256(rm.head.weight.detach().cpu().numpy().tobytes()).hexdigest(),
+        # Trained where the run runs: a GPU-trained RM differs from a CPU-trained one in rounding.
+        **({"device": torch.device(ctx.device).type} if torch.device(ctx.device).type != "cpu" else {}),
     })[:20]
     folder = cache_dir() / BT_RM_DIR / key
     record_path = Path(ctx.work_dir) / "bt_rm.json"

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(point), flush=True)
 
     evaluate(0, rm)
-    curves = meta_train(policy, rm, domains, config, seed=args.seed, log=print,
+    curves = meta_train(policy, rm, domains, config, seed=solver._fit_seed(), log=print,
                         on_step=lambda k, model: evaluate(k + 1, model)
                         if (k + 1) % args.eval_every == 0 or k + 1 == args.steps else None)
     result = {"task": args.task, "fold": fold.name, "seed": args.seed, "options": config.__dict__,

@@ -128,7 +128,7 @@ def test_exact_hypergradient_runs_in_meta_training(synthetic):
 
 def test_implicit_outer_margin_weighs_every_pair_near_one_half(synthetic):
     """With outer_margin=implicit the outer loss is −log σ(A − A_ref): about log 2 after a small inner
-    step, whatever the pairs' raw likelihood margins; the curves still report A's sign."""
+    step, whatever the pairs' raw likelihood margins."""
     import math
 
     cfg = MetaRMConfig(meta_steps=4, alpha=1e-3, eta=1e-2, beta=0.25, inner_prompts=2, outer_pairs=3,
@@ -136,9 +136,35 @@ def test_implicit_outer_margin_weighs_every_pair_near_one_half(synthetic):
     curves = meta_train(synthetic["policy"], synthetic["make_rm"](), synthetic["sources"], cfg, seed=0)
     assert all(abs(x - math.log(2)) < 0.05 for x in curves["outer_loss"]), curves["outer_loss"]
     assert all(x > 0 for x in curves["hypergrad_norm"])
-    likelihood = meta_train(synthetic["policy"], synthetic["make_rm"](), synthetic["sources"],
-                            MetaRMConfig(**{**cfg.__dict__, "outer_margin": "likelihood"}), seed=0)
-    assert likelihood["pl_likelihood_accuracy"] == curves["pl_likelihood_accuracy"]
+
+
+@pytest.mark.parametrize("outer_margin", ["likelihood", "implicit"])
+def test_curves_score_the_implicit_and_likelihood_margins(synthetic, monkeypatch, outer_margin):
+    """pl_accuracy is the sign of A − A_ref and pl_likelihood_accuracy the sign of A, whichever margin
+    the loss takes (a stub hypergradient returns known margins)."""
+    from baselines.metarm import hypergrad as hg
+    from baselines.metarm import solver as metarm_solver
+
+    implicit = torch.tensor([1.0, -1.0, 2.0])   # A − A_ref of the three outer pairs
+    seen = {}
+
+    def stub(loglik, reward_fn, rm_params, theta0, inner, outer, *, margin_offset=None, **kw):
+        ref = hg.pair_margins(loglik, theta0, outer).detach()
+        seen["ref"] = ref
+        assert (margin_offset is not None) == (outer_margin == "implicit")
+        if margin_offset is not None:
+            torch.testing.assert_close(margin_offset, ref, rtol=0, atol=0)
+        margins = implicit if outer_margin == "implicit" else ref + implicit
+        return hg.MetaGradient(loss=torch.tensor(0.5), margins=margins,
+                               grads={k: torch.zeros_like(p) for k, p in rm_params.items()}, theta={})
+
+    monkeypatch.setitem(metarm_solver.HYPERGRADIENTS, "analytic", stub)
+    cfg = MetaRMConfig(meta_steps=1, outer_pairs=3, outer_margin=outer_margin)
+    curves = meta_train(synthetic["policy"], synthetic["make_rm"](), synthetic["sources"], cfg, seed=0)
+    assert curves["pl_accuracy"] == [pytest.approx(2 / 3)]
+    likelihood = seen["ref"] + implicit
+    expected = float(torch.where(likelihood > 0, 1.0, torch.where(likelihood == 0, 0.5, 0.0)).mean())
+    assert curves["pl_likelihood_accuracy"] == [pytest.approx(expected)]
 
 
 # --- config -----------------------------------------------------------------------------------------

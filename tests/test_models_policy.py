@@ -77,17 +77,24 @@ def test_packed_pair_scoring_equals_scoring_each_response_alone(policy, perturbe
             for bs in (1, 3, 8):
                 c, r = scorer.pair_logprobs(prompts, chosen, rejected, reference=reference, batch_size=bs)
                 torch.testing.assert_close(torch.cat([c, r]), alone, rtol=1e-5, atol=1e-5)
-    # An empty prompt (raw format, empty text) has no position to predict a first token from:
-    # such batches are scored one response per row, as before packing.
-    real_prompt_ids = policy.prompt_ids
-    monkeypatch.setattr(policy, "prompt_ids", lambda p: [] if p == "" else real_prompt_ids(p))
-    c, r = policy.pair_logprobs(["", "Hi"], ["A", "B"], ["C", "D"])
-    torch.testing.assert_close(torch.cat([c, r]), policy.sequence_logprobs(["", "Hi"] * 2, ["A", "B", "C", "D"]))
-    monkeypatch.setattr(policy, "prompt_ids", real_prompt_ids)
+    # The general logits path (models with soft-capped or scaled logits) packs the same way.
+    monkeypatch.setattr(policy, "_fast_head", False)
+    c, r = policy.pair_logprobs(prompts, chosen, rejected)
+    torch.testing.assert_close(torch.cat([c, r]), policy.sequence_logprobs(prompts * 2, chosen + rejected),
+                               rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(policy, "_fast_head", True)
+    # Sliding-window layers would lose their window under a custom mask: one response per row.
+    config = policy.model.get_base_model().config
+    monkeypatch.setattr(config, "sliding_window", 4, raising=False)
+    assert not policy._can_pack()
+    monkeypatch.setattr(config, "sliding_window", None, raising=False)
     # Attention that cannot take a block mask falls back to one response per row.
     monkeypatch.setattr(policy, "_attention_kind", lambda: "flash_attention_2")
     c, r = policy.pair_logprobs(prompts, chosen, rejected)
     torch.testing.assert_close(torch.cat([c, r]), policy.sequence_logprobs(prompts * 2, chosen + rejected))
+    assert torch.equal(policy.grouped_response_logprobs(prompts[:2], [chosen[:1], rejected[:2]]).detach(),
+                       policy.response_logprobs(policy.encode([prompts[0], prompts[1], prompts[1]],
+                                                              [chosen[0]] + rejected[:2])).detach())
     with pytest.raises(ValueError, match="2 rejected"):
         policy.pair_logprobs(prompts, chosen, rejected[:2])
 
@@ -95,8 +102,9 @@ def test_packed_pair_scoring_equals_scoring_each_response_alone(policy, perturbe
 def test_grouped_scoring_matches_values_and_gradients_of_one_row_per_response(policy, perturbed):
     policy.load_adapter_state(perturbed)
     prompts = ["How do I brew coffee?", "Hi"]
-    groups = [["Use fresh beans.", "Boil water first, then wait.", ""], ["Hello!"]]
-    eos = [[True, False, True], [False]]
+    # "" unfinished has no tokens at all (log-prob 0), "" finished is just EOS.
+    groups = [["Use fresh beans.", "Boil water first, then wait.", "", ""], ["Hello!"]]
+    eos = [[True, False, True, False], [False]]
     params = policy.trainable_parameters()
 
     def grads_of(logp: torch.Tensor) -> list[torch.Tensor]:
@@ -110,6 +118,9 @@ def test_grouped_scoring_matches_values_and_gradients_of_one_row_per_response(po
     torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
     for a, b in zip(grads_of(packed), grads_of(alone)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert float(packed[3]) == 0.0
+    with pytest.raises(ValueError, match="one flag per response"):
+        policy.grouped_response_logprobs(prompts, groups, [[True], [True]])
 
 
 def test_fresh_policy_is_reference_and_adapter_round_trip(policy, perturbed):

@@ -92,10 +92,11 @@ def test_results_name_the_commit_the_run_started_with(smoke_env, monkeypatch):
     """Editing the checkout during a run must not relabel its results; units keep their own commit."""
     from ood_pl_bench import envinfo
 
-    commits = iter(f"commit{i}" for i in range(100))
-    monkeypatch.setattr(envinfo, "git_commit", lambda: next(commits))
+    out = smoke_env / "commit"
+    # The checkout "changes" as soon as the run has finished a unit.
+    monkeypatch.setattr(envinfo, "git_commit", lambda: "edited" if (out / "manifest.json").exists() else "original")
     cfg = RunConfig(method="reference", task="qa", profile="smoke", domains=("coffee",), in_distribution=False)
-    results = runner.run(cfg, out=smoke_env / "commit")
-    assert results["git_commit"] == "commit0"
-    manifest = json.loads((smoke_env / "commit" / "manifest.json").read_text())
-    assert {u["git_commit"] for u in manifest["units"].values()} == {"commit0"}
+    results = runner.run(cfg, out=out)
+    assert results["git_commit"] == "original"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {u["git_commit"] for u in manifest["units"].values()} == {"original"}

@@ -11,7 +11,8 @@ One episode (SPEC section 4): θ_0 = θ₀ and, for t = 0..D−1,
     w = softmax of r_φ/β within each prompt's group   (or R = exp(min(r_φ/β, m)), "exp"),
 
 then ℓ = mean_j −log σ(A_j − o_j), A_j = log π_{θ_D}(y_j|x_j) − log π_{θ_D}(y'_j|x_j), with a constant
-offset o (``margin_offset``: 0 for the paper's loss, A_j at θ₀ for the implicit-reward margin).
+offset o (``margin_offset``: 0 for the paper's loss; A_ref,j = A_j at θ₀, i.e. under π_ref, for the
+implicit-reward margin).
 
 Derivation of the analytic hypergradient. Let v = ∂ℓ/∂θ_D. Treating ∂θ_D/∂θ_{t+1} as the identity
 (exact for D = 1, because θ_0 and g_{0,b} do not depend on φ), the chain rule through the weights is
@@ -62,7 +63,8 @@ class InnerBatch:
 class MetaGradient:
     """Result of one meta-training episode.
 
-    ``loss``: the outer loss ℓ_PL (detached); ``margins``: A_j per outer pair (detached);
+    ``loss``: the outer loss ℓ_PL (detached); ``margins``: the loss's margins A_j − o_j per outer
+    pair (detached; A_j without a ``margin_offset``);
     ``grads``: dℓ/dφ per reward-model parameter name; ``theta``: the adapted θ_D (detached);
     ``weights``: the inner weights of each inner step (detached).
     """
@@ -91,6 +93,7 @@ def inner_weights(rewards: torch.Tensor, groups: torch.Tensor, beta: float, mode
     ``exp``: R_b = exp(min(r_b/β, max_log_weight)) (the paper's raw weights, clipped).
     """
     z = rewards / beta
+    groups = groups.to(z.device)
     if mode == "exp":
         return torch.exp(torch.clamp(z, max=max_log_weight))
     if mode != "softmax":
@@ -113,7 +116,8 @@ def hypergrad_coefficients(weights: torch.Tensor, scores: torch.Tensor, groups: 
     ``softmax``: c_b = (α/β)·w_b·(s_b − Σ_{c∈G(b)} w_c s_c); ``exp``: c_b = (α/β)·R_b·s_b, and 0 where
     r_b/β was clipped (``rewards`` needed to tell). ``scores`` are s_b = ⟨v, g_b⟩. Detached.
     """
-    w, s = weights.detach(), scores.detach().to(weights.dtype)
+    w, s = weights.detach(), scores.detach().to(device=weights.device, dtype=weights.dtype)
+    groups = groups.to(w.device)
     if mode == "exp":
         c = (alpha / beta) * w * s
         if rewards is not None:
@@ -134,7 +138,7 @@ def weighted_loglik_grad(loglik: LogLik, theta: Mapping[str, torch.Tensor], batc
     leaves = {k: (v if v.requires_grad else v.detach().requires_grad_(True)) for k, v in theta.items()}
     logp = loglik(leaves, batch)
     w = weights if create_graph else weights.detach()
-    obj = (w.to(logp.dtype) * logp).sum()
+    obj = (w.to(device=logp.device, dtype=logp.dtype) * logp).sum()
     grads = torch.autograd.grad(obj, [leaves[k] for k in names], create_graph=create_graph,
                                 allow_unused=True)
     return {k: (g if g is not None else torch.zeros_like(theta[k])) for k, g in zip(names, grads)}

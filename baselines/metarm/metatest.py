@@ -118,7 +118,7 @@ def weighted_meta_test(policy: Any, reward_model: Any, rows: list[dict], options
                 [row["prompt"] for row, idx in batch if idx],
                 [[row["samples"][i]["text"] for i in idx] for row, idx in batch if idx],
                 [[bool(row["samples"][i].get("finished", True)) for i in idx] for row, idx in batch if idx])
-            loss = -(w.to(logp.dtype) * logp).sum()
+            loss = -(w.to(device=logp.device, dtype=logp.dtype) * logp).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -1,7 +1,8 @@
 """``metarm``: the meta-learned reward model of SPEC section 4 as a solver.
 
 ``fit`` meta-trains one reward model r_φ per fold on the fold's source domains (episodes of D inner
-weighted-likelihood steps from θ₀, the outer Bradley-Terry loss on the adapted policy's margin A,
+weighted-likelihood steps from θ₀, the outer Bradley-Terry loss on the adapted policy's margin A
+(or A − A_ref with ``outer_margin=implicit``),
 and an Adam step on φ along the hypergradient of :mod:`baselines.metarm.hypergrad`).
 ``policy_for`` runs the meta-test on a held-out domain: T weighted steps from θ₀ with the frozen
 r_φ on that domain's cached reference samples (:mod:`baselines.metarm.metatest`).
@@ -125,15 +126,19 @@ def meta_train(policy: Any, rm: Any, domains: list[SourceDomain], config: MetaRM
         outer = policy.encode(px + px, answers)
         n = len(pairs)
         with torch.no_grad():
-            ref = policy.response_logprobs(outer, reference=True)
+            # A_ref through the same functional path as A(θ_D) (θ₀ = zero adapters = π_ref): the
+            # same kernels, so A − A_ref is exactly 0 when θ_D = θ₀.
+            ref = loglik(theta0, outer)
         ref_margin = ref[:n] - ref[n:]
-        offset = ref_margin if cfg.outer_margin == "implicit" else None
+        implicit = cfg.outer_margin == "implicit"
         out = hypergradient(loglik, rm, rm_params, theta0, inner, outer, alpha=cfg.alpha, beta=cfg.beta,
-                            weights=cfg.weights, max_log_weight=cfg.max_log_weight, margin_offset=offset)
+                            weights=cfg.weights, max_log_weight=cfg.max_log_weight,
+                            margin_offset=ref_margin if implicit else None)
         grads = out.grads
         ref_margin = ref_margin.to(out.margins.dtype)
         # out.margins are the loss's margins: A, or A − A_ref with the implicit outer margin.
-        likelihood_margin = out.margins + ref_margin if offset is not None else out.margins
+        likelihood_margin = out.margins + ref_margin if implicit else out.margins
+        implicit_margin = out.margins if implicit else out.margins - ref_margin
         rm_pairs = rm.encode(px + px, answers)
         if cfg.bt_weight > 0:
             r_pairs = rm(rm_pairs)
@@ -154,7 +159,7 @@ def meta_train(policy: Any, rm: Any, domains: list[SourceDomain], config: MetaRM
         opt.step()
         opt.zero_grad(set_to_none=True)
         curves["outer_loss"].append(float(out.loss))
-        curves["pl_accuracy"].append(float(_outcome(likelihood_margin - ref_margin).mean()))
+        curves["pl_accuracy"].append(float(_outcome(implicit_margin).mean()))
         curves["pl_likelihood_accuracy"].append(float(_outcome(likelihood_margin).mean()))
         curves["rm_accuracy"].append(float(_outcome(r_pairs[:n] - r_pairs[n:]).mean()))
         curves["bt_loss"].append(float(bt.detach()))
@@ -256,6 +261,8 @@ class MetaRMSolver(Solver):
             "data": data_fingerprint(domains),
             "torch": torch.__version__.split("+")[0],
         }
+        if torch.device(self.ctx.device).type != "cpu":  # CPU keys stay as they were
+            fields["device"] = torch.device(self.ctx.device).type
         return stable_hash(fields), fields
 
     # --- Solver API --------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch
+
 from ..io import sha256_text, stable_hash
 from ..paths import cache_dir
 from ..profiles import Profile
@@ -56,8 +58,9 @@ def gold_reward_model(task: TaskSpec, edition: Any, profile: Profile, progress: 
     """The gold reward model of ``task``: loaded from the cache, or trained once and cached.
 
     ``edition`` provides ``pairs(task, domain, split)``, ``labeled(task, split, domain=None)`` and
-    ``data_hash``. ``config`` overrides :func:`gold_train_config` (the key follows it). Training
-    and the returned model use ``device``.
+    ``data_hash``. ``config`` overrides :func:`gold_train_config` (the key follows it). The gold
+    model is the evaluator every run shares, so it is always trained on the CPU (the cached weights
+    do not depend on the machine that trained them first); the returned model is on ``device``.
     """
     resolved = resolve_reward_backbone(profile.reward_backbone)
     config = config or gold_train_config(profile, resolved.source)
@@ -68,7 +71,7 @@ def gold_reward_model(task: TaskSpec, edition: Any, profile: Profile, progress: 
     with file_lock(folder.with_name(f".{key}.lock")):
         if (folder / REWARD_MODEL_FILE).is_file():  # built by a concurrent process meanwhile
             return RewardModel.load(folder, device=device)
-        rm = RewardModel.from_pretrained(resolved, seed=config.seed, device=device)
+        rm = RewardModel.from_pretrained(resolved, seed=config.seed, device="cpu")
         examples, per_domain = gold_training_examples(task, edition, config.max_examples)
         # The subset is chosen here (balanced); the trainer must not subsample again.
         train_config = dataclasses.replace(config, max_examples=None)
@@ -82,7 +85,7 @@ def gold_reward_model(task: TaskSpec, edition: Any, profile: Profile, progress: 
                             "final_loss": _tail_mean(stats["losses"]), "steps": stats["steps"],
                             "seconds": stats["seconds"]}}
         rm.save(folder)
-    return rm
+    return rm.to(torch.device(device))
 
 
 def gold_training_examples(task: TaskSpec, edition: Any, cap: int | None) -> tuple[list[dict], dict[str, int]]:

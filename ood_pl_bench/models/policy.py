@@ -290,11 +290,12 @@ class Policy:
         tokens from them, so each response is scored exactly as if alone (up to float rounding).
         On qa (prompts ~117 tokens, responses ~87) this is 71 % of the tokens of
         :meth:`sequence_logprobs` over both responses. Models whose attention cannot take a custom
-        mask (not ``sdpa`` or ``eager``), or an empty prompt, fall back to scoring each response alone.
+        mask as is (not ``sdpa`` or ``eager``, or with sliding-window layers) fall back to scoring each
+        response alone.
         """
         if not (len(prompts) == len(chosen) == len(rejected)):
             raise ValueError(f"{len(prompts)} prompts, {len(chosen)} chosen, {len(rejected)} rejected")
-        if not self._can_pack(prompts):
+        if not self._can_pack():
             both = self.sequence_logprobs(list(prompts) * 2, list(chosen) + list(rejected),
                                           reference=reference, batch_size=batch_size)
             return both[:len(prompts)], both[len(prompts):]
@@ -324,7 +325,9 @@ class Policy:
         if len(prompts) != len(groups):
             raise ValueError(f"{len(prompts)} prompts but {len(groups)} response groups")
         flags = eos if eos is not None else [[True] * len(g) for g in groups]
-        if not self._can_pack(prompts):
+        if len(flags) != len(groups) or any(len(f) != len(g) for f, g in zip(flags, groups)):
+            raise ValueError("eos needs one flag per response of every group")
+        if not self._can_pack():
             flat_prompts = [p for p, g in zip(prompts, groups) for _ in g]
             batch = self.encode(flat_prompts, [r for g in groups for r in g], [e for f in flags for e in f])
             return self.response_logprobs(batch)
@@ -335,9 +338,13 @@ class Policy:
         table = self._packed_logprobs(rows)
         return torch.cat([table[i, :len(responses)] for i, (_, responses) in enumerate(rows)])
 
-    def _can_pack(self, prompts: Sequence[str]) -> bool:
-        """Packing needs attention that takes a custom mask and a non-empty prompt before each group."""
-        return self._attention_kind() in ("sdpa", "eager") and all(self.prompt_ids(p) for p in set(prompts))
+    def _can_pack(self) -> bool:
+        """Packing needs attention that takes a custom 4D mask as is: ``sdpa`` or ``eager``, and no
+        sliding-window layers (transformers does not apply a window to a custom mask)."""
+        config = self.model.get_base_model().config
+        sliding = getattr(config, "sliding_window", None) or any(
+            "sliding" in str(t) for t in (getattr(config, "layer_types", None) or ()))
+        return self._attention_kind() in ("sdpa", "eager") and not sliding
 
     def _attention_kind(self) -> str:
         return str(getattr(self.model.get_base_model().config, "_attn_implementation", None) or "sdpa")

@@ -161,7 +161,7 @@ class RewardModel(nn.Module):
         out = torch.zeros(len(encoded), dtype=torch.float32)
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
         step = max(1, batch_size)
-        with _eval_mode(self), torch.no_grad():  # scores only: no graph even while φ trains
+        with _eval_mode(self):
             for lo in range(0, len(order), step):
                 idx = order[lo:lo + step]
                 out[idx] = self(self._collate([encoded[i] for i in idx])).float().cpu()
