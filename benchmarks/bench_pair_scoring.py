@@ -9,7 +9,8 @@ both alike:
 * ``packed``: :meth:`Policy.pair_logprobs`, one row ``[prompt][chosen][rejected]`` per pair.
 
 It reports tokens fed to the model, the median seconds of each, their ratio, and how far the two
-disagree (max |Δ log-prob| in nats, in bf16 as run and in fp32).
+disagree (max |Δ log-prob| in nats, in bf16 as run and in fp32). ``--compile`` adds packed scoring
+with ``torch.compile`` on the decoder body (its first call, which compiles, is timed separately).
 
     .venv/bin/python benchmarks/bench_pair_scoring.py --pairs 64 --repeats 3
 
@@ -49,7 +50,8 @@ def task_pairs(task_name: str, n: int) -> tuple[object, list[dict]]:
     return task, pairs[:n]
 
 
-def measure(task_name: str, n_pairs: int, repeats: int, batch_size: int) -> dict:
+def measure(task_name: str, n_pairs: int, repeats: int, batch_size: int, compile_body: bool = False,
+            policy_spec: str = "smollm2") -> dict:
     """Time both scorers on ``n_pairs`` pairs of ``task_name`` and compare their values."""
     import torch
 
@@ -57,7 +59,7 @@ def measure(task_name: str, n_pairs: int, repeats: int, batch_size: int) -> dict
     from ood_pl_bench.models.resolve import resolve_policy
 
     task, pairs = task_pairs(task_name, n_pairs)
-    policy = Policy(resolve_policy("smollm2"), task, dtype="bf16")
+    policy = Policy(resolve_policy(policy_spec), task, dtype="bf16")
     prompts = [p["prompt"] for p in pairs]
     chosen, rejected = [p["chosen"] for p in pairs], [p["rejected"] for p in pairs]
     prompt_tokens = sum(len(policy.prompt_ids(p)) for p in prompts)
@@ -69,11 +71,30 @@ def measure(task_name: str, n_pairs: int, repeats: int, batch_size: int) -> dict
     def packed() -> torch.Tensor:
         return torch.cat(policy.pair_logprobs(prompts, chosen, rejected, batch_size=batch_size))
 
-    times: dict[str, list[float]] = {"separate": [], "packed": []}
+    scorers = {"separate": separate, "packed": packed}
+    compile_seconds = None
+    if compile_body:
+        # torch.compile of the decoder body (dynamic shapes: one graph for every batch width).
+        inner = policy.model.get_base_model()
+        eager_body = getattr(inner, inner.base_model_prefix)
+        compiled_body = torch.compile(eager_body, dynamic=True)
+
+        def packed_compiled() -> torch.Tensor:
+            setattr(inner, inner.base_model_prefix, compiled_body)
+            try:
+                return packed()
+            finally:
+                setattr(inner, inner.base_model_prefix, eager_body)
+
+        start = time.perf_counter()
+        packed_compiled()
+        compile_seconds = round(time.perf_counter() - start, 1)
+        scorers["packed_compiled"] = packed_compiled
+    times: dict[str, list[float]] = {k: [] for k in scorers}
     values: dict[str, torch.Tensor] = {}
     separate(), packed()  # warm-up
     for _ in range(max(1, repeats)):
-        for name, fn in (("separate", separate), ("packed", packed)):
+        for name, fn in scorers.items():
             start = time.perf_counter()
             values[name] = fn()
             times[name].append(time.perf_counter() - start)
@@ -81,8 +102,14 @@ def measure(task_name: str, n_pairs: int, repeats: int, batch_size: int) -> dict
     policy.dtype = "fp32"  # the same weights without autocast: the layouts agree to fp32 rounding
     fp32_diff = float((separate() - packed()).abs().max())
     med = {k: statistics.median(v) for k, v in times.items()}
+    extra = {}
+    if compile_body:
+        extra = {"compile_first_call_seconds": compile_seconds,
+                 "compiled_over_packed_time": round(med["packed_compiled"] / med["packed"], 3),
+                 "max_abs_logprob_diff_compiled_bf16": round(
+                     float((values["packed_compiled"] - values["packed"]).abs().max()), 4)}
     return {
-        "pairs": len(pairs), "batch_size": batch_size,
+        **extra, "pairs": len(pairs), "batch_size": batch_size,
         "tokens": {"separate": 2 * prompt_tokens + response_tokens, "packed": prompt_tokens + response_tokens},
         "seconds": {k: [round(t, 3) for t in v] for k, v in times.items()},
         "seconds_median": {k: round(v, 3) for k, v in med.items()},
@@ -93,28 +120,33 @@ def measure(task_name: str, n_pairs: int, repeats: int, batch_size: int) -> dict
     }
 
 
-def main() -> None:
-    """Parse flags, run both tasks, print and write the results."""
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, run both tasks, print and write the results; returns the exit code."""
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=["qa", "sentiment"])
+    parser.add_argument("--policy", default="smollm2", help="policy model (tests: tiny-llama)")
     parser.add_argument("--pairs", type=int, default=64, help="test pairs per task")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions of each scorer")
     parser.add_argument("--batch-size", type=int, default=8, help="rows per forward pass (profile default 8)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time packed scoring with torch.compile on the decoder body")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "pair-scoring-cpu.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                            "threads": torch.get_num_threads(), "torch": torch.__version__,
                            "load_average": os.getloadavg()},
                "tasks": {}}
     for name in args.tasks:
-        results["tasks"][name] = measure(name, args.pairs, args.repeats, args.batch_size)
+        results["tasks"][name] = measure(name, args.pairs, args.repeats, args.batch_size, args.compile,
+                                         args.policy)
         print(name, json.dumps(results["tasks"][name]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
