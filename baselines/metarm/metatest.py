@@ -114,10 +114,10 @@ def weighted_meta_test(policy: Any, reward_model: Any, rows: list[dict], options
             groups = group_index(sizes)
             w = inner_weights(r, groups, options.beta, options.weights, options.max_log_weight)
             # A prompt's samples share one packed row: the prompt runs once per group.
+            drawn = [(row["prompt"], [row["samples"][i] for i in idx]) for row, idx in batch]
             logp = policy.grouped_response_logprobs(
-                [row["prompt"] for row, idx in batch if idx],
-                [[row["samples"][i]["text"] for i in idx] for row, idx in batch if idx],
-                [[bool(row["samples"][i].get("finished", True)) for i in idx] for row, idx in batch if idx])
+                [prompt for prompt, _ in drawn], [[s["text"] for s in group] for _, group in drawn],
+                [[bool(s.get("finished", True)) for s in group] for _, group in drawn])
             loss = -(w.to(device=logp.device, dtype=logp.dtype) * logp).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()

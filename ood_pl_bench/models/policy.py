@@ -299,12 +299,7 @@ class Policy:
             both = self.sequence_logprobs(list(prompts) * 2, list(chosen) + list(rejected),
                                           reference=reference, batch_size=batch_size)
             return both[:len(prompts)], both[len(prompts):]
-        cache: dict[str, list[int]] = {}
-        rows = []
-        for p, c, r in zip(prompts, chosen, rejected):
-            if p not in cache:
-                cache[p] = self.prompt_ids(p)
-            rows.append((cache[p], [self.response_ids(c), self.response_ids(r)]))
+        rows = self._group_rows(prompts, [[c, r] for c, r in zip(chosen, rejected)], True)
         out = torch.zeros(len(rows), 2, dtype=torch.float32)
         order = sorted(range(len(rows)), key=lambda i: -(len(rows[i][0]) + sum(map(len, rows[i][1]))))
         step = max(1, batch_size)
@@ -324,19 +319,33 @@ class Policy:
         """
         if len(prompts) != len(groups):
             raise ValueError(f"{len(prompts)} prompts but {len(groups)} response groups")
-        flags = eos if eos is not None else [[True] * len(g) for g in groups]
-        if len(flags) != len(groups) or any(len(f) != len(g) for f, g in zip(flags, groups)):
+        flags = True if eos is None else eos
+        if not isinstance(flags, bool) and (
+                len(flags) != len(groups) or any(len(f) != len(g) for f, g in zip(flags, groups))):
             raise ValueError("eos needs one flag per response of every group")
         if not self._can_pack():
             flat_prompts = [p for p, g in zip(prompts, groups) for _ in g]
-            batch = self.encode(flat_prompts, [r for g in groups for r in g], [e for f in flags for e in f])
-            return self.response_logprobs(batch)
-        rows = [(self.prompt_ids(p), [self.response_ids(r, bool(e)) for r, e in zip(g, f)])
-                for p, g, f in zip(prompts, groups, flags) if g]
+            flat_eos = flags if isinstance(flags, bool) else [e for f in flags for e in f]
+            return self.response_logprobs(self.encode(flat_prompts, [r for g in groups for r in g], flat_eos))
+        rows = self._group_rows(prompts, groups, flags)
         if not rows:
             return torch.zeros(0, device=self.device)
         table = self._packed_logprobs(rows)
         return torch.cat([table[i, :len(responses)] for i, (_, responses) in enumerate(rows)])
+
+    def _group_rows(self, prompts: Sequence[str], groups: Sequence[Sequence[str]],
+                    eos: bool | Sequence[Sequence[bool]]) -> list[tuple[list[int], list[list[int]]]]:
+        """``(prompt_ids, [response_ids, ...])`` per non-empty group, tokenised by :meth:`_pairs`
+        (the truncation and EOS rule of one row per response; each prompt tokenised once)."""
+        flat_prompts = [p for p, g in zip(prompts, groups) for _ in g]
+        flat_eos = eos if isinstance(eos, bool) else [e for f in eos for e in f]
+        tokens = iter(self._pairs(flat_prompts, [r for g in groups for r in g], flat_eos))
+        rows = []
+        for g in groups:
+            if g:
+                pairs = [next(tokens) for _ in g]
+                rows.append((pairs[0][0], [r for _, r in pairs]))
+        return rows
 
     def _can_pack(self) -> bool:
         """Packing needs attention that takes a custom 4D mask as is: ``sdpa`` or ``eager``, and no
@@ -363,6 +372,7 @@ class Policy:
         segment = torch.full((len(rows), width), -1, dtype=torch.long)   # -1 pad, 0 prompt, s+1 response s
         source = torch.zeros((len(rows), n_targets), dtype=torch.long)   # position whose logits predict it
         target_segment = torch.full((len(rows), n_targets), -1, dtype=torch.long)
+        targets = torch.zeros((len(rows), n_targets), dtype=torch.long)   # the response tokens, packed
         for b, (prompt, responses) in enumerate(rows):
             if not prompt:
                 raise ValueError("packed scoring needs a non-empty prompt")
@@ -381,6 +391,7 @@ class Policy:
                 source[b, k] = len(prompt) - 1
                 source[b, k + 1:k + m] = torch.arange(end, end + m - 1)
                 target_segment[b, k:k + m] = s
+                targets[b, k:k + m] = ids[b, end:end + m]
                 end, k = end + m, k + m
         # Block-causal mask: causal over the packed row, never into padding, and a response never
         # sees another response (only the prompt and its own earlier tokens).
@@ -391,9 +402,9 @@ class Policy:
         mask = allowed.unsqueeze(1)
         if self._attention_kind() == "eager":   # eager attention adds the mask to its scores
             mask = torch.zeros(mask.shape, dtype=torch.float32).masked_fill(~mask, torch.finfo(torch.float32).min)
-        targets = self._packed_targets(rows, n_targets)   # the response tokens, in packed order
         ids, positions, mask = ids.to(self.device), positions.to(self.device), mask.to(self.device)
         source, targets = source.to(self.device), targets.to(self.device)
+        target_segment = target_segment.to(self.device)
         with self._autocast():
             if self._fast_head:
                 inner = self.model.get_base_model()
@@ -411,15 +422,7 @@ class Policy:
         token_lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
         onehot = torch.nn.functional.one_hot(target_segment.clamp(min=0), n).to(token_lp.dtype)
         onehot = onehot * (target_segment >= 0).unsqueeze(-1).to(token_lp.dtype)
-        return torch.einsum("bt,btn->bn", token_lp, onehot.to(token_lp.device))
-
-    @staticmethod
-    def _packed_targets(rows: Sequence[tuple[list[int], list[list[int]]]], n_targets: int) -> torch.Tensor:
-        targets = torch.zeros((len(rows), n_targets), dtype=torch.long)
-        for b, (_, responses) in enumerate(rows):
-            flat = [t for response in responses for t in response]
-            targets[b, :len(flat)] = torch.tensor(flat, dtype=torch.long)
-        return targets
+        return torch.einsum("bt,btn->bn", token_lp, onehot)
 
     # --- generation ------------------------------------------------------------------------------
 
