@@ -156,7 +156,7 @@ def bt_reward_model(ctx: Any, options: BTRewardOptions):
     summary) for the run's record. Returns the reward model in eval mode.
     """
     from ood_pl_bench.models.reward import RewardModel, train_bradley_terry
-    from ood_pl_bench.paths import cache_dir
+    from ood_pl_bench.paths import cache_dir, training_device_key
 
     pairs = ctx.data.source_pairs()
     config = options.rm_train_config(ctx.seed, ctx.fold.name, bf16=ctx.profile.dtype == "bf16")
@@ -166,8 +166,7 @@ def bt_reward_model(ctx: Any, options: BTRewardOptions):
         "backbone": {k: rm.backbone_info.get(k) for k in ("model_id", "revision")},
         "max_length": rm.max_length, "train": dataclasses.asdict(config),
         "head": hashlib.sha256(rm.head.weight.detach().cpu().numpy().tobytes()).hexdigest(),
-        # Trained where the run runs: a GPU-trained RM differs from a CPU-trained one in rounding.
-        **({"device": torch.device(ctx.device).type} if torch.device(ctx.device).type != "cpu" else {}),
+        **training_device_key(ctx.device),
     })[:20]
     folder = cache_dir() / BT_RM_DIR / key
     record_path = Path(ctx.work_dir) / "bt_rm.json"

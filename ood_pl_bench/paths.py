@@ -46,6 +46,14 @@ def cache_dir() -> Path:
     return root
 
 
+def training_device_key(device) -> dict:
+    """Cache-key fields naming where a cached model was trained: ``{}`` on the CPU (keys made before
+    GPUs were supported stay valid), ``{"device": "cuda"}`` etc. elsewhere, since a model trained
+    there differs from a CPU-trained one in rounding."""
+    kind = device.type if hasattr(device, "type") else str(device).split(":")[0]
+    return {} if kind == "cpu" else {"device": kind}
+
+
 def runs_dir() -> Path:
     """Default parent folder for run directories: ``OODPL_RUNS`` or ``./runs``."""
     return Path(os.environ.get("OODPL_RUNS") or "runs")

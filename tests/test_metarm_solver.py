@@ -261,3 +261,11 @@ def test_meta_test_ppo_through_the_ppo_baseline(smoke_env):
     assert held["metrics"]["kl"]["value"] != 0.0
     assert held["metrics"]["rm_accuracy"]["applicable"] is True
     assert (smoke_env / "ppo" / "solver" / "A" / "ppo" / "coffee.safetensors").is_file()
+
+
+def test_training_device_key_leaves_cpu_keys_unchanged():
+    """Cached BT and meta-trained RMs name a non-CPU training device; CPU keys get no field."""
+    from ood_pl_bench.paths import training_device_key
+
+    assert training_device_key(torch.device("cpu")) == {} == training_device_key("cpu")
+    assert training_device_key(torch.device("cuda:1")) == {"device": "cuda"} == training_device_key("cuda:0")

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ood_pl_bench.errors import DataError
 from ood_pl_bench.io import atomic_path, read_json, write_json
-from ood_pl_bench.paths import cache_dir
+from ood_pl_bench.paths import cache_dir, training_device_key
 from ood_pl_bench.runner import derive_seed
 from ood_pl_bench.solver import DomainPolicy, Solver
 
@@ -260,9 +260,8 @@ class MetaRMSolver(Solver):
             "reward_model": {"backbone": (rm.backbone_info or {}).get("revision"), "max_length": rm.max_length},
             "data": data_fingerprint(domains),
             "torch": torch.__version__.split("+")[0],
+            **training_device_key(self.ctx.device),
         }
-        if torch.device(self.ctx.device).type != "cpu":  # CPU keys stay as they were
-            fields["device"] = torch.device(self.ctx.device).type
         return stable_hash(fields), fields
 
     # --- Solver API --------------------------------------------------------------------------------
