@@ -1,18 +1,21 @@
-"""Benchmark: packed pair scoring (one pass of the prompt) against scoring each response alone.
+"""Benchmark: packed pair scoring (each prompt once per row) against scoring each response alone.
 
-Both scorers run side by side in one process on the default profile's policy (SmolLM2-135M-Instruct,
-bf16 autocast) and the real test pairs of the default edition, alternating A/B so machine load hits
-both alike:
+The scorers run side by side in one process on the default profile's policy (SmolLM2-135M-Instruct,
+bf16 autocast) and the real test pairs of the default edition, one call per domain as the
+evaluation scores them, alternating so machine load hits all alike:
 
 * ``separate``: :meth:`Policy.sequence_logprobs` over ``prompts * 2`` and ``chosen + rejected``
   (the layout the evaluation used before packing);
-* ``packed``: :meth:`Policy.pair_logprobs`, one row ``[prompt][chosen][rejected]`` per pair.
+* ``packed-K``: :meth:`Policy.pair_logprobs` with ``RESPONSES_PER_PACKED_ROW = K``: each distinct
+  (prompt, response) once, up to K distinct responses of a prompt in one row. ``pairs-per-row``
+  is the layout of session 3 (one row ``[prompt][chosen][rejected]`` per pair, no sharing).
 
-It reports tokens fed to the model, the median seconds of each, their ratio, and how far the two
-disagree (max |Δ log-prob| in nats, in bf16 as run and in fp32). ``--compile`` adds packed scoring
-with ``torch.compile`` on the decoder body (its first call, which compiles, is timed separately).
+It reports tokens fed to the model, the median seconds of each, their ratios to ``separate``, and
+how far the layouts disagree (max |Δ log-prob| in nats, in bf16 as run and in fp32). ``--compile``
+adds the default packing with ``torch.compile`` on the decoder body (its first call, which
+compiles, is timed separately).
 
-    .venv/bin/python benchmarks/bench_pair_scoring.py --pairs 64 --repeats 3
+    .venv/bin/python benchmarks/bench_pair_scoring.py --domains 2 --repeats 2
 
 Results go to ``benchmarks/results/pair-scoring-<device>.json`` (``--out`` to change).
 """
@@ -34,8 +37,8 @@ if str(REPO) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(REPO))
 
 
-def task_pairs(task_name: str, n: int) -> tuple[object, list[dict]]:
-    """The default-profile task and its first ``n`` test pairs, taken round-robin over domains."""
+def domain_pairs(task_name: str, n_domains: int) -> tuple[object, list[list[dict]]]:
+    """The default-profile task and the test pairs of its first ``n_domains`` domains, per domain."""
     from ood_pl_bench.data.edition import load_edition
     from ood_pl_bench.profiles import get_profile
     from ood_pl_bench.tasks import get_task
@@ -43,35 +46,64 @@ def task_pairs(task_name: str, n: int) -> tuple[object, list[dict]]:
     profile = get_profile("default")
     task = profile.apply(get_task(task_name))
     edition = load_edition(task.edition)
-    per_domain = [profile.limit_test_pairs(edition.pairs(task.name, d, "test")) for d in edition.domains(task.name)]
-    pairs: list[dict] = []
-    for i in range(max(map(len, per_domain))):
-        pairs += [rows[i] for rows in per_domain if i < len(rows)]
-    return task, pairs[:n]
+    domains = edition.domains(task.name)[:max(1, n_domains)]
+    return task, [profile.limit_test_pairs(edition.pairs(task.name, d, "test")) for d in domains]
 
 
-def measure(task_name: str, n_pairs: int, repeats: int, batch_size: int, compile_body: bool = False,
-            policy_spec: str = "smollm2") -> dict:
-    """Time both scorers on ``n_pairs`` pairs of ``task_name`` and compare their values."""
+def measure(task_name: str, n_domains: int, repeats: int, batch_size: int, row_sizes: list[int],
+            compile_body: bool = False, policy_spec: str = "smollm2") -> dict:
+    """Time every layout on the test pairs of ``n_domains`` domains of ``task_name``; compare values."""
     import torch
 
+    from ood_pl_bench.models import policy as policy_module
     from ood_pl_bench.models.policy import Policy
     from ood_pl_bench.models.resolve import resolve_policy
 
-    task, pairs = task_pairs(task_name, n_pairs)
+    task, per_domain = domain_pairs(task_name, n_domains)
     policy = Policy(resolve_policy(policy_spec), task, dtype="bf16")
-    prompts = [p["prompt"] for p in pairs]
-    chosen, rejected = [p["chosen"] for p in pairs], [p["rejected"] for p in pairs]
-    prompt_tokens = sum(len(policy.prompt_ids(p)) for p in prompts)
-    response_tokens = sum(len(policy.response_ids(r)) for r in chosen + rejected)
+    calls = [([p["prompt"] for p in pairs], [p["chosen"] for p in pairs], [p["rejected"] for p in pairs])
+             for pairs in per_domain]
+    n_pairs = sum(len(pairs) for pairs in per_domain)
+    default_size = policy_module.RESPONSES_PER_PACKED_ROW
+    fed = {"tokens": 0}
+    real_packed = policy._packed_logprobs
+
+    def counting_packed(rows):
+        fed["tokens"] += sum(len(prompt) + sum(map(len, responses)) for prompt, responses in rows)
+        return real_packed(rows)
+
+    policy._packed_logprobs = counting_packed
 
     def separate() -> torch.Tensor:
-        return policy.sequence_logprobs(prompts * 2, chosen + rejected, batch_size=batch_size)
+        out = []
+        for prompts, chosen, rejected in calls:
+            out.append(policy.sequence_logprobs(prompts * 2, chosen + rejected, batch_size=batch_size))
+            fed["tokens"] += sum(2 * len(policy.prompt_ids(p)) for p in prompts)
+            fed["tokens"] += sum(len(policy.response_ids(r)) for r in chosen + rejected)
+        return torch.cat(out)
 
-    def packed() -> torch.Tensor:
-        return torch.cat(policy.pair_logprobs(prompts, chosen, rejected, batch_size=batch_size))
+    def packed_with(size: int):
+        def packed() -> torch.Tensor:
+            policy_module.RESPONSES_PER_PACKED_ROW = size
+            try:
+                return torch.cat([torch.cat(policy.pair_logprobs(*call, batch_size=batch_size)) for call in calls])
+            finally:
+                policy_module.RESPONSES_PER_PACKED_ROW = default_size
+        return packed
 
-    scorers = {"separate": separate, "packed": packed}
+    @torch.no_grad()
+    def pairs_per_row() -> torch.Tensor:
+        # Session 3's layout: every pair its own row, nothing shared between pairs.
+        out = []
+        for prompts, chosen, rejected in calls:
+            rows = policy._group_rows(prompts, [[c, r] for c, r in zip(chosen, rejected)], True)
+            table = torch.cat([real_packed(rows[lo:lo + batch_size]) for lo in range(0, len(rows), batch_size)])
+            out += [table[:, 0].float(), table[:, 1].float()]
+            fed["tokens"] += sum(len(p) + sum(map(len, rs)) for p, rs in rows)
+        return torch.cat(out)
+
+    scorers = {"separate": separate, "pairs-per-row": pairs_per_row}
+    scorers.update({f"packed-{k}": packed_with(k) for k in row_sizes})
     compile_seconds = None
     if compile_body:
         # torch.compile of the decoder body (dynamic shapes: one graph for every batch width).
@@ -82,7 +114,7 @@ def measure(task_name: str, n_pairs: int, repeats: int, batch_size: int, compile
         def packed_compiled() -> torch.Tensor:
             setattr(inner, inner.base_model_prefix, compiled_body)
             try:
-                return packed()
+                return packed_with(default_size)()
             finally:
                 setattr(inner, inner.base_model_prefix, eager_body)
 
@@ -92,29 +124,40 @@ def measure(task_name: str, n_pairs: int, repeats: int, batch_size: int, compile
         scorers["packed_compiled"] = packed_compiled
     times: dict[str, list[float]] = {k: [] for k in scorers}
     values: dict[str, torch.Tensor] = {}
-    separate(), packed()  # warm-up
+    tokens: dict[str, int] = {}
+    policy.pair_logprobs(*[c[:8] for c in calls[0]], batch_size=batch_size)  # warm-up
     for _ in range(max(1, repeats)):
         for name, fn in scorers.items():
+            fed["tokens"] = 0
             start = time.perf_counter()
             values[name] = fn()
             times[name].append(time.perf_counter() - start)
-    bf16_diff = float((values["separate"] - values["packed"]).abs().max())
-    policy.dtype = "fp32"  # the same weights without autocast: the layouts agree to fp32 rounding
-    fp32_diff = float((separate() - packed()).abs().max())
+            tokens[name] = fed["tokens"]
+    layouts = [k for k in values if k != "separate"]
+    bf16_diff = max(float((values["separate"] - values[k]).abs().max()) for k in layouts)
+    # The same weights without autocast (the layouts agree to fp32 rounding), on the first domain's
+    # first 16 pairs: fp32 scoring runs ~2.5x slower than bf16.
+    policy.dtype = "fp32"
+    calls[:] = [tuple(column[:16] for column in calls[0])]
+    fp32_separate = separate()
+    fp32_diff = max(float((fp32_separate - scorers[k]()).abs().max())
+                    for k in layouts if k != "packed_compiled")
     med = {k: statistics.median(v) for k, v in times.items()}
     extra = {}
     if compile_body:
         extra = {"compile_first_call_seconds": compile_seconds,
-                 "compiled_over_packed_time": round(med["packed_compiled"] / med["packed"], 3),
+                 "compiled_over_packed_time": round(med["packed_compiled"] / med[f"packed-{default_size}"], 3)
+                 if f"packed-{default_size}" in med else None,
                  "max_abs_logprob_diff_compiled_bf16": round(
-                     float((values["packed_compiled"] - values["packed"]).abs().max()), 4)}
+                     float((values["packed_compiled"] - values["separate"]).abs().max()), 4)}
     return {
-        **extra, "pairs": len(pairs), "batch_size": batch_size,
-        "tokens": {"separate": 2 * prompt_tokens + response_tokens, "packed": prompt_tokens + response_tokens},
+        **extra, "domains": len(per_domain), "pairs": n_pairs, "batch_size": batch_size,
+        "responses_per_packed_row_default": default_size,
+        "tokens": tokens,
         "seconds": {k: [round(t, 3) for t in v] for k, v in times.items()},
         "seconds_median": {k: round(v, 3) for k, v in med.items()},
-        "packed_over_separate_time": round(med["packed"] / med["separate"], 3),
-        "packed_over_separate_tokens": round((prompt_tokens + response_tokens) / (2 * prompt_tokens + response_tokens), 3),
+        "time_over_separate": {k: round(med[k] / med["separate"], 3) for k in med},
+        "tokens_over_separate": {k: round(tokens[k] / tokens["separate"], 3) for k in tokens},
         "max_abs_logprob_diff_bf16": round(bf16_diff, 4),
         "max_abs_logprob_diff_fp32": round(fp32_diff, 6),
     }
@@ -127,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=["qa", "sentiment"])
     parser.add_argument("--policy", default="smollm2", help="policy model (tests: tiny-llama)")
-    parser.add_argument("--pairs", type=int, default=64, help="test pairs per task")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions of each scorer")
+    parser.add_argument("--domains", type=int, default=2, help="domains per task (all their test pairs)")
+    parser.add_argument("--row-sizes", type=int, nargs="+", default=[2, 4, 8],
+                        help="RESPONSES_PER_PACKED_ROW values to time")
+    parser.add_argument("--repeats", type=int, default=2, help="timed repetitions of each scorer")
     parser.add_argument("--batch-size", type=int, default=8, help="rows per forward pass (profile default 8)")
     parser.add_argument("--compile", action="store_true",
                         help="also time packed scoring with torch.compile on the decoder body")
@@ -139,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                            "load_average": os.getloadavg()},
                "tasks": {}}
     for name in args.tasks:
-        results["tasks"][name] = measure(name, args.pairs, args.repeats, args.batch_size, args.compile,
-                                         args.policy)
+        results["tasks"][name] = measure(name, args.domains, args.repeats, args.batch_size, args.row_sizes,
+                                         args.compile, args.policy)
         print(name, json.dumps(results["tasks"][name]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

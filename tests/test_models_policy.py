@@ -99,6 +99,28 @@ def test_packed_pair_scoring_equals_scoring_each_response_alone(policy, perturbe
         policy.pair_logprobs(prompts, chosen, rejected[:2])
 
 
+def test_pair_scoring_scores_each_distinct_prompt_response_once(policy, perturbed, monkeypatch):
+    """Pairs sharing prompts and responses: every distinct (prompt, response) is scored once, at most
+    RESPONSES_PER_PACKED_ROW per row, and each pair still gets its own two values."""
+    from ood_pl_bench.models import policy as policy_module
+
+    policy.load_adapter_state(perturbed)
+    prompts = ["How do I brew coffee?"] * 4 + ["Hi", "How do I brew coffee?", "Hi"]
+    chosen = ["Use fresh beans.", "Grind them.", "Use fresh beans.", "Wait.", "Hello!", "Grind them.", "Hey."]
+    rejected = ["No.", "No.", "Boil water first.", "Stir.", "Go away.", "Use fresh beans.", "Hello!"]
+    monkeypatch.setattr(policy_module, "RESPONSES_PER_PACKED_ROW", 3)
+    packed_rows = []
+    real = policy._packed_logprobs
+    monkeypatch.setattr(policy, "_packed_logprobs", lambda rows: packed_rows.extend(rows) or real(rows))
+    c, r = policy.pair_logprobs(prompts, chosen, rejected, batch_size=2)
+    alone = policy.sequence_logprobs(prompts * 2, chosen + rejected, batch_size=1)
+    torch.testing.assert_close(torch.cat([c, r]), alone, rtol=1e-5, atol=1e-5)
+    # coffee: 6 distinct responses -> rows of 3 + 3; Hi: 3 distinct -> one row.
+    assert sorted(len(responses) for _, responses in packed_rows) == [3, 3, 3]
+    assert sum(len(responses) for _, responses in packed_rows) == len(set(zip(prompts * 2, chosen + rejected)))
+    assert c[0] == c[2] and r[0] == r[1] and c[4] == r[6]   # shared responses get one value
+
+
 def test_grouped_scoring_matches_values_and_gradients_of_one_row_per_response(policy, perturbed):
     policy.load_adapter_state(perturbed)
     prompts = ["How do I brew coffee?", "Hi"]

@@ -22,7 +22,7 @@ from typing import Any
 from ..io import read_json, read_jsonl, sha256_text, stable_hash, write_json, write_jsonl
 from ..paths import cache_dir
 from ..tasks import Decoding
-from .policy import Policy
+from .policy import RESPONSES_PER_PACKED_ROW, Policy
 
 CACHE_VERSION = 1
 SAMPLE_CHUNK = 32   # prompts per checkpoint
@@ -48,9 +48,11 @@ def samples_cache_key(policy: Policy, *, k: int, decoding: Decoding, seed: int, 
 
 def pairs_cache_key(policy: Policy, *, data_hash: str) -> tuple[str, dict]:
     """The key (and the fields it hashes) of a reference pair log-prob cache."""
-    # "scoring": pairs are scored packed (Policy.pair_logprobs), as the evaluation scores pi_theta;
-    # values from the older one-response-per-row layout differ in float rounding, so they are not reused.
-    fields = dict(policy_cache_fields(policy), kind="pair-logprobs", scoring="packed-pairs",
+    # "scoring": pairs are scored packed by prompt (Policy.pair_logprobs), as the evaluation scores
+    # pi_theta; values from an older layout (one response or one pair per row) differ in float
+    # rounding, so they are not reused.
+    fields = dict(policy_cache_fields(policy), kind="pair-logprobs",
+                  scoring=f"packed-by-prompt-{RESPONSES_PER_PACKED_ROW}",
                   data_hash=data_hash)
     return stable_hash(fields), fields
 
