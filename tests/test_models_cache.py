@@ -87,20 +87,22 @@ def test_reference_samples_cached_and_exact(policy, counted, tmp_path):
 
 
 def test_key_changes_with_decoding_seed_k_data_and_truncation(policy, counted):
-    base_key, _ = C.samples_cache_key(policy, k=2, decoding=DEC, seed=0, data_hash="h1")
-    variants = [
-        C.samples_cache_key(policy, k=2, decoding=dataclasses.replace(DEC, temperature=0.7), seed=0, data_hash="h1"),
-        C.samples_cache_key(policy, k=2, decoding=DEC, seed=1, data_hash="h1"),
-        C.samples_cache_key(policy, k=3, decoding=DEC, seed=0, data_hash="h1"),
-        C.samples_cache_key(policy, k=2, decoding=DEC, seed=0, data_hash="h2"),
-    ]
-    assert len({base_key, *(k for k, _ in variants)}) == 5
+    def key(p=policy, k=2, decoding=DEC, seed=0, data_hash="h1", batch_size=8):
+        return C.samples_cache_key(p, k=k, decoding=decoding, seed=seed, data_hash=data_hash,
+                                   batch_size=batch_size)[0]
+
+    base_key = key()
+    # batch size: bf16 padding can flip a sampled token, so it is part of what the values depend on
+    variants = [key(decoding=dataclasses.replace(DEC, temperature=0.7)), key(seed=1), key(k=3),
+                key(data_hash="h2"), key(batch_size=16)]
+    assert len({base_key, *variants}) == 6
     truncated = SimpleNamespace(resolved=policy.resolved, dtype=policy.dtype, prompt_format=policy.prompt_format,
                                 task=dataclasses.replace(policy.task, max_response_tokens=8))
     bf16 = SimpleNamespace(**dict(vars(truncated), task=policy.task, dtype="bf16"))
-    assert C.samples_cache_key(bf16, k=2, decoding=DEC, seed=0, data_hash="h1")[0] != base_key
-    assert C.samples_cache_key(truncated, k=2, decoding=DEC, seed=0, data_hash="h1")[0] != base_key
-    assert C.pairs_cache_key(truncated, data_hash="h1")[0] != C.pairs_cache_key(policy, data_hash="h1")[0]
+    assert key(p=bf16) != base_key and key(p=truncated) != base_key
+    pairs_key = C.pairs_cache_key(policy, data_hash="h1", batch_size=8)[0]
+    assert C.pairs_cache_key(truncated, data_hash="h1", batch_size=8)[0] != pairs_key
+    assert C.pairs_cache_key(policy, data_hash="h1", batch_size=4)[0] != pairs_key
 
     first = samples(policy)
     assert samples(policy, seed=1) != first

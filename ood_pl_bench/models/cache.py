@@ -39,20 +39,24 @@ def policy_cache_fields(policy: Policy) -> dict:
     }
 
 
-def samples_cache_key(policy: Policy, *, k: int, decoding: Decoding, seed: int, data_hash: str) -> tuple[str, dict]:
+def samples_cache_key(policy: Policy, *, k: int, decoding: Decoding, seed: int, data_hash: str,
+                      batch_size: int) -> tuple[str, dict]:
     """The key (and the fields it hashes) of a reference-samples cache."""
+    # batch_size: samples are seeded per row, but in bf16 the padding of a batch moves logits by
+    # rounding, which can flip a sampled token (measured: the same key at batch 16 and 32 gave
+    # samples that part ways mid-sequence); the same key must mean the same values.
     fields = dict(policy_cache_fields(policy), kind="samples", k=k, decoding=dataclasses.asdict(decoding),
-                  seed=seed, data_hash=data_hash)
+                  seed=seed, data_hash=data_hash, batch_size=batch_size)
     return stable_hash(fields), fields
 
 
-def pairs_cache_key(policy: Policy, *, data_hash: str) -> tuple[str, dict]:
+def pairs_cache_key(policy: Policy, *, data_hash: str, batch_size: int) -> tuple[str, dict]:
     """The key (and the fields it hashes) of a reference pair log-prob cache."""
     # "scoring": pairs are scored packed by prompt (Policy.pair_logprobs), as the evaluation scores
     # pi_theta; values from an older layout (one response or one pair per row) differ in float
     # rounding, so they are not reused.
     fields = dict(policy_cache_fields(policy), kind="pair-logprobs",
-                  scoring=f"packed-by-prompt-{RESPONSES_PER_PACKED_ROW}",
+                  scoring=f"packed-by-prompt-{RESPONSES_PER_PACKED_ROW}", batch_size=batch_size,
                   data_hash=data_hash)
     return stable_hash(fields), fields
 
@@ -67,7 +71,8 @@ def reference_samples(policy: Policy, prompts: list[dict], *, k: int, decoding: 
     ``ref_logprob`` is log π_ref(text | prompt) with the scoring truncation; unfinished samples are
     scored without EOS (as they were sampled).
     """
-    key, fields = samples_cache_key(policy, k=k, decoding=decoding, seed=seed, data_hash=data_hash)
+    key, fields = samples_cache_key(policy, k=k, decoding=decoding, seed=seed, data_hash=data_hash,
+                                    batch_size=batch_size)
     folder = _folder(key, fields)
     path = folder / f"{_safe(domain)}.{_safe(split)}.jsonl"
     have: dict[str, dict] = {}
@@ -104,7 +109,7 @@ def reference_pair_logprobs(policy: Policy, pairs: list[dict], *, data_hash: str
 
     Log-probs are sums over response tokens with the task's truncation (as every method scores).
     """
-    key, fields = pairs_cache_key(policy, data_hash=data_hash)
+    key, fields = pairs_cache_key(policy, data_hash=data_hash, batch_size=batch_size)
     folder = _folder(key, fields)
     path = folder / f"{_safe(domain)}.{_safe(split)}.pairs.json"
     have: dict[str, list] = read_json(path) if path.is_file() else {}
