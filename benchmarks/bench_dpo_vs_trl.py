@@ -227,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.out)
     data = json.loads(path.read_text()) if path.is_file() else {"benchmark": "dpo_vs_trl", "entries": []}
     data["entries"] = [e for e in data["entries"] if (e["model"], e["dtype"]) != (args.model, args.dtype)] + [entry]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    from ood_pl_bench.io import write_json
+
+    write_json(path, data)
     print(f"{'side':<18}{'median step s':>14}{'steps/s':>10}")
     print(f"{'ours (baselines)':<18}{ours['median_step_s']:>14.3f}{ours['steps_per_s']:>10.2f}")
     print(f"{'TRL DPOTrainer':<18}{theirs['median_step_s']:>14.3f}{theirs['steps_per_s']:>10.2f}")

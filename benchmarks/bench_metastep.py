@@ -203,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
            "load_average_at_end": list(os.getloadavg()),
            "summary": summary, "rows": rows,
            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    from ood_pl_bench.io import write_json
+
+    write_json(args.out, out)
     for s in summary:
         print(f"D={s['inner_steps']}: meta {s['meta_seconds']:.2f}s vs dpo {s['dpo_seconds']:.2f}s "
               f"-> {s['time_ratio']}x; peak RSS meta +{s['meta_peak_rss_mb']} MB, dpo +{s['dpo_peak_rss_mb']} MB")

@@ -187,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         results["tasks"][name] = measure(name, args.domains, args.repeats, args.batch_size, args.row_sizes,
                                          args.compile, args.policy)
         print(name, json.dumps(results["tasks"][name]), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    from ood_pl_bench.io import write_json
+
+    write_json(args.out, results)
     print(f"wrote {args.out}")
     return 0
 

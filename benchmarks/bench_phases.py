@@ -20,7 +20,6 @@ Results go to ``benchmarks/results/phases-<method>-<task>-<profile>.json`` (``--
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -157,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
            "note": "phase times of the shared set-up (data, models, gold) include building caches when they are cold",
            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     path = Path(args.out) if args.out else HERE / "results" / f"phases-{args.method}-{args.task}-{args.profile}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    from ood_pl_bench.io import write_json
+
+    write_json(path, out)
     print(render(out))
     print(f"wrote {path}")
     return 0

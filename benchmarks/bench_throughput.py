@@ -376,8 +376,9 @@ def main(argv: list[str] | None = None) -> int:
            "machine": machine_info(device), "results": results, "meta_to_dpo_step_ratio": ratio,
            "smoke_run": smoke_summary(args.smoke_run), "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     path = Path(args.out) if args.out else HERE / "results" / f"throughput-{device.split(':')[0]}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    from ood_pl_bench.io import write_json
+
+    write_json(path, out)
     print(render_table(out))
     print(f"wrote {path}")
     return 1 if any("error" in r for r in results.values()) else 0

@@ -93,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                         if (k + 1) % args.eval_every == 0 or k + 1 == args.steps else None)
     result = {"task": args.task, "fold": fold.name, "seed": args.seed, "options": config.__dict__,
               "source_domains": [d.name for d in domains], "points": points, "curves": curves}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    from ood_pl_bench.io import write_json
+
+    write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 
