@@ -34,6 +34,7 @@ from transformers import LogitsProcessor
 
 from ..errors import ModelError
 from ..tasks import Decoding, TaskSpec
+from .batching import longest_first_batches
 from .resolve import ResolvedModel, quiet_transformers
 
 PLAIN_CHAT_FALLBACK = "User: {prompt}\nAssistant:"
@@ -279,9 +280,7 @@ class Policy:
         """
         pairs = self._pairs(prompts, responses, eos)
         out = torch.zeros(len(pairs), dtype=torch.float32)
-        order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
-        for lo in range(0, len(order), max(1, batch_size)):
-            idx = order[lo:lo + max(1, batch_size)]
+        for idx in longest_first_batches([len(p) + len(r) for p, r in pairs], batch_size):
             batch = self._collate([pairs[i] for i in idx])
             out[idx] = self.response_logprobs(batch, reference=reference).float().cpu()
         return out
@@ -321,10 +320,8 @@ class Policy:
                     row_groups.append(responses[lo:lo + size])
             rows = self._group_rows(row_prompts, row_groups, True)
             table = torch.zeros(len(rows), size, dtype=torch.float32)
-            order = sorted(range(len(rows)), key=lambda i: -(len(rows[i][0]) + sum(map(len, rows[i][1]))))
-            step = max(1, batch_size)
-            for lo in range(0, len(order), step):
-                idx = order[lo:lo + step]
+            widths = [len(prompt) + sum(map(len, responses)) for prompt, responses in rows]
+            for idx in longest_first_batches(widths, batch_size):
                 with self._adapters(not reference):
                     scored = self._packed_logprobs([rows[i] for i in idx]).float().cpu()
                 table[idx, :scored.shape[1]] = scored

@@ -31,6 +31,7 @@ from torch import nn
 
 from ..errors import DataError, ModelError
 from ..io import atomic_path, read_json, write_json
+from .batching import longest_first_batches
 from .resolve import ResolvedModel, quiet_transformers
 
 REWARD_MODEL_FILE = "reward_model.json"
@@ -159,11 +160,8 @@ class RewardModel(nn.Module):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         encoded = [self._pair_ids(p, r) for p, r in zip(prompts, responses)]
         out = torch.zeros(len(encoded), dtype=torch.float32)
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
-        step = max(1, batch_size)
         with _eval_mode(self):
-            for lo in range(0, len(order), step):
-                idx = order[lo:lo + step]
+            for idx in longest_first_batches([len(ids) for ids, *_ in encoded], batch_size):
                 out[idx] = self(self._collate([encoded[i] for i in idx])).float().cpu()
         return out
 
